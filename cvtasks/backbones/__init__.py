@@ -1,0 +1,24 @@
+"""Backbones: one file per architecture family, each registering its variants on import.
+
+Every backbone follows one contract (``forward_features``, ``feature_info``, ``num_features``,
+``forward``), checked by :func:`validate_backbone`; see :mod:`cvtasks.backbones.base`.
+"""
+
+from cvtasks.backbones import lenet, timm_adapter
+from cvtasks.backbones.base import (
+    Backbone,
+    LoadedKeys,
+    check_feature_info,
+    load_pretrained,
+    validate_backbone,
+)
+
+__all__ = [
+    "Backbone",
+    "LoadedKeys",
+    "check_feature_info",
+    "lenet",
+    "load_pretrained",
+    "timm_adapter",
+    "validate_backbone",
+]

@@ -1,0 +1,1 @@
+"""Command entry points (Hydra mains): train, list."""

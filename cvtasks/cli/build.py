@@ -1,0 +1,84 @@
+"""Build the pieces of a run from a composed config: data, task, callbacks, loggers, trainer."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor
+
+from cvtasks.registry import DATASETS, TASKS
+from cvtasks.tasks.base import TaskModule
+
+log = logging.getLogger(__name__)
+
+#: what a data module may tell the task it feeds (when the task's constructor takes it).
+DATA_TO_TASK_KEYS = ("num_classes", "class_names")
+
+
+def to_dict(cfg: DictConfig | dict | None) -> dict[str, Any]:
+    """A resolved plain-``dict`` copy of a config node (``{}`` for ``None``)."""
+    if cfg is None:
+        return {}
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def named(cfg: DictConfig | dict, key: str) -> tuple[str, dict[str, Any]]:
+    """Split ``{"name": n, **kw}`` into ``(n, kw)``; a missing name says which key to set."""
+    kwargs = to_dict(cfg)
+    name = kwargs.pop("name", None)
+    if not name:
+        raise ValueError(f"{key}.name is not set: name a registered {key} (e.g. {key}.name=...)")
+    return name, kwargs
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data module named by ``cfg.data.name``, prepared and set up for fitting."""
+    name, kwargs = named(cfg.data, "data")
+    datamodule = DATASETS.build(name, **kwargs)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    log.info("data: %s (%s)", name, type(datamodule).__name__)
+    return datamodule
+
+
+def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> TaskModule:
+    """The task module named by ``cfg.task.name``, with the backbone config and data facts."""
+    name, kwargs = named(cfg.task, "task")
+    backbone_name, backbone_kwargs = named(cfg.backbone, "backbone")
+    factory = TASKS.get(name)
+    accepted = inspect.signature(factory).parameters
+    for key in DATA_TO_TASK_KEYS:
+        if key in accepted and key not in kwargs and hasattr(datamodule, key):
+            kwargs[key] = getattr(datamodule, key)
+    module = factory(
+        backbone={"name": backbone_name, **backbone_kwargs},
+        compile=cfg.get("compile", False),
+        channels_last=cfg.get("channels_last", False),
+        **kwargs,
+    )
+    params = sum(p.numel() for p in module.parameters())
+    log.info("task: %s, backbone: %s, %s parameters", name, backbone_name, f"{params:,}")
+    return module
+
+
+def instantiate_group(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a group such as ``callbacks`` or ``logger``."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if node and "_target_" in node]
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    """The Lightning Trainer of ``cfg.trainer`` with the configured callbacks and loggers."""
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # the learning-rate monitor writes through a logger and refuses to run without
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

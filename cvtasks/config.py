@@ -1,0 +1,90 @@
+"""Hydra set-up shared by every command: config folders, plugin configs, resolvers and checks.
+
+* :data:`CONFIG_DIR` is the project's ``conf/`` folder.
+* Installed plugins that ship a ``conf/`` folder join Hydra's search path through a
+  ``SearchPathPlugin`` registered here, so ``backbone=<plugin_net>`` works after ``pip install``.
+* Resolvers ``${monitor:<task>}`` and ``${monitor_mode:<task>}`` read the monitored metric from
+  the task class, so configs never repeat it.
+* :func:`check_group_choices` turns ``trainer=gpux`` into an error that lists the valid options
+  and the closest match, before Hydra starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from omegaconf import OmegaConf
+
+from cvtasks import plugins
+from cvtasks.registry import TASKS
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class ConfigError(ValueError):
+    """A config value or choice that is not allowed; the message says which and what is."""
+
+
+class PluginConfigSearchPath(SearchPathPlugin):
+    """Adds the ``conf/`` folder of every installed cvtasks plugin to Hydra's search path."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        """Append each plugin config folder after cvtasks' own (ours win on name clashes)."""
+        for conf in plugins.config_dirs():
+            search_path.append(provider="cvtasks-plugin", path=f"file://{conf}")
+
+
+def setup_hydra() -> None:
+    """Register the plugin search path and the resolvers (idempotent)."""
+    Plugins.instance().register(PluginConfigSearchPath)  # registering twice is a no-op
+    if not OmegaConf.has_resolver("monitor"):
+        OmegaConf.register_new_resolver("monitor", lambda task: TASKS.get(task).monitor)
+        OmegaConf.register_new_resolver("monitor_mode", lambda task: TASKS.get(task).monitor_mode)
+
+
+def config_dirs() -> list[Path]:
+    """cvtasks' own config folder followed by every installed plugin's."""
+    return [CONFIG_DIR, *plugins.config_dirs()]
+
+
+def group_options(group: str, dirs: Iterable[Path] | None = None) -> list[str]:
+    """The option names of a config group (``trainer`` → ``cpu``, ``ddp``, …) over all folders."""
+    names: set[str] = set()
+    for root in dirs if dirs is not None else config_dirs():
+        folder = root / group
+        if folder.is_dir():
+            names.update(p.stem for p in folder.glob("*.yaml"))
+    return sorted(names)
+
+
+def check_group_choices(overrides: Sequence[str], dirs: Iterable[Path] | None = None) -> None:
+    """Fail early, and helpfully, on a command-line group choice that has no config file.
+
+    Args:
+        overrides: command-line arguments such as ``["task=segmentation", "trainer.max_epochs=3"]``.
+        dirs: config folders to look in (default: cvtasks' and the installed plugins').
+
+    Raises:
+        ConfigError: naming the group, the bad choice, the closest options and all options.
+    """
+    dirs = list(dirs) if dirs is not None else config_dirs()
+    groups = {p.name for root in dirs if root.is_dir() for p in root.iterdir() if p.is_dir()}
+    for arg in overrides:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in groups or value in ("", "null") or "," in value:
+            continue  # not a group choice, a deletion, or a sweep list Hydra expands itself
+        options = group_options(key, dirs)
+        if value.removesuffix(".yaml") not in options:
+            close = difflib.get_close_matches(value, options, n=3, cutoff=0.4)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(
+                f"{key}={value}: there is no {key!r} config named {value!r}.{hint} "
+                f"Available {key} options: {', '.join(options)}. "
+                f"Plugins can add options by shipping conf/{key}/<name>.yaml."
+            )

@@ -1,0 +1,208 @@
+"""The LightningDataModule base every dataset shares: loaders, pipelines, the bad-image policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.utilities.seed import pl_worker_init_function
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
+
+from cvtasks.data.transforms import build_pipeline, parse_image_size
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ON_BAD_IMAGE = ("error", "skip")
+
+
+def check_choice(key: str, value: Any, choices: Sequence[Any]) -> None:
+    """Raise ``ValueError`` naming the config ``key``, the ``value`` and the allowed ``choices``.
+
+    Args:
+        key: the config key, e.g. ``"data.on_bad_image"``.
+        value: what the config holds.
+        choices: the allowed values.
+    """
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{key} must be one of {allowed}; got {value!r}")
+
+
+class DropBadSamples:
+    """Collate function that drops ``None`` samples (skipped bad images) and counts them.
+
+    The batch always carries ``skipped``, an ``int64`` scalar tensor, so the training module can
+    log how many images were dropped. When every sample was dropped the batch is a copy of
+    ``empty_batch`` (zero-length tensors of the right dtype and trailing shape), never an error.
+
+    Args:
+        empty_batch: the batch to return when nothing is left, without ``skipped``.
+    """
+
+    def __init__(self, empty_batch: dict[str, torch.Tensor]) -> None:
+        self.empty_batch = empty_batch
+
+    def __call__(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+        kept = [s for s in samples if s is not None]
+        if kept:
+            batch = default_collate(kept)
+        else:
+            batch = {key: value.clone() for key, value in self.empty_batch.items()}
+        batch["skipped"] = torch.tensor(len(samples) - len(kept), dtype=torch.int64)
+        return batch
+
+
+class VisionDataModule(pl.LightningDataModule):
+    """Base DataModule: subclasses fill the datasets in ``setup``; this class makes the loaders.
+
+    Subclasses set ``train_dataset``, ``val_dataset``, ``test_dataset`` and ``predict_dataset``
+    (maps whose samples are dicts such as ``{"image": float[3,H,W], "label": int64[]}``, or
+    ``None`` for a skipped bad image) and ``class_names``. Each subclass may instead override
+    :meth:`discover_class_names` so that ``class_names`` is readable before ``setup``.
+
+    Args:
+        batch_size: samples per batch, per process.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        pin_memory: pin batches in page-locked memory; ``None`` means "when CUDA is available".
+        persistent_workers: keep workers alive between epochs (only used when
+            ``num_workers > 0``).
+        image_size: output size, an int or ``(height, width)``.
+        mean: per-channel mean of pixel values in [0, 1], for normalization.
+        std: per-channel standard deviation, same scale.
+        augment: training augmentations, a list of ``{"name": <albumentations class>, **kw}``.
+        on_bad_image: ``"error"`` raises on an undecodable file; ``"skip"`` warns, drops it from
+            its batch and counts it in ``batch["skipped"]``.
+        cache_images: keep decoded images in memory after their first read (per process).
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        image_size: int | Sequence[int] = 32,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        augment: Sequence[dict[str, Any]] | None = None,
+        on_bad_image: str = "error",
+        cache_images: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"data.num_workers must be an int >= 0, got {num_workers!r}")
+        check_choice("data.on_bad_image", on_bad_image, ON_BAD_IMAGE)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
+        self.persistent_workers = bool(persistent_workers) and num_workers > 0
+        self.image_size = parse_image_size(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.on_bad_image = on_bad_image
+        self.cache_images = bool(cache_images)
+        # Built here, not in setup, so that a bad augmentation fails when the config is read.
+        # Albumentations ignores global seeds: seed it from torch's (set by the run's `seed`) so
+        # runs repeat; DataLoader workers reseed their copy in `seed_worker`.
+        self.train_transform = build_pipeline(
+            augment, image_size, mean, std, train=True, seed=torch.initial_seed() % 2**32
+        )
+        self.eval_transform = build_pipeline(augment, image_size, mean, std, train=False)
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+        self.predict_dataset: Dataset | None = None
+        self._class_names: list[str] | None = None
+
+    # -- classes ----------------------------------------------------------------------------
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, index ``i`` naming label ``i``."""
+        if self._class_names is None:
+            self._class_names = list(self.discover_class_names())
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names: Sequence[str]) -> None:
+        self._class_names = list(names)
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes, ``len(class_names)``."""
+        return len(self.class_names)
+
+    def discover_class_names(self) -> list[str]:
+        """Find the class names when they are read before ``setup`` set them.
+
+        Returns:
+            The class names. This base raises ``RuntimeError``; readers that can list classes
+            cheaply override it.
+        """
+        raise RuntimeError(
+            f"{type(self).__name__}.class_names is known after setup(); call "
+            "datamodule.prepare_data() and datamodule.setup('fit') first."
+        )
+
+    # -- loaders ----------------------------------------------------------------------------
+    def empty_batch(self) -> dict[str, torch.Tensor]:
+        """The batch returned when every sample of a batch was a skipped bad image.
+
+        Subclasses with more targets (boxes, masks, ...) extend it with zero-length tensors.
+        """
+        height, width = self.image_size
+        return {
+            "image": torch.empty(0, 3, height, width, dtype=torch.float32),
+            "label": torch.empty(0, dtype=torch.int64),
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, keeping the last partial batch (Lightning adds a DistributedSampler)."""
+        return self._loader(self.train_dataset, "train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """The validation split, in order."""
+        return self._loader(self.val_dataset, "val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The test split, in order."""
+        return self._loader(self.test_dataset, "test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The prediction split, in order."""
+        return self._loader(self.predict_dataset, "predict", shuffle=False)
+
+    def _loader(self, dataset: Dataset | None, split: str, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no {split} dataset: call setup() first "
+                "(the Trainer does this), or the data source has no such split."
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+            collate_fn=DropBadSamples(self.empty_batch()),
+            worker_init_fn=seed_worker if self.num_workers else None,
+        )
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed a DataLoader worker: Python, NumPy and torch as Lightning does, plus albumentations.
+
+    Each worker gets torch's per-worker seed, so workers draw different augmentations and a run
+    with the same ``seed`` draws the same ones again.
+    """
+    pl_worker_init_function(worker_id)
+    info = get_worker_info()
+    transform = getattr(info.dataset, "transform", None) if info else None
+    if info is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)

@@ -1,0 +1,185 @@
+"""Albumentations pipelines built from plain config: a list of ``{"name": ..., **kwargs}``."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import albumentations as A
+from albumentations.pytorch import ToTensorV2
+
+# Abstract bases that A exports beside the real transforms; never useful in a config.
+_ABSTRACT = frozenset(
+    {"BasicTransform", "DualTransform", "ImageOnlyTransform", "BaseCompose", "Transform3D"}
+)
+
+
+@functools.cache
+def transform_names() -> tuple[str, ...]:
+    """Albumentations transforms and compositions (``OneOf``, ...) that a config may name."""
+    return tuple(
+        name
+        for name, obj in vars(A).items()
+        if isinstance(obj, type)
+        and issubclass(obj, (A.BasicTransform, A.BaseCompose))
+        and name not in _ABSTRACT
+        and not name.startswith("_")
+    )
+
+
+def build_pipeline(
+    augment: Sequence[Mapping[str, Any]] | None,
+    image_size: int | Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    train: bool,
+    **compose_kwargs: Any,
+) -> A.Compose:
+    """Build the image pipeline for one split.
+
+    Train: the augmentations in order, then ``Resize``, ``Normalize``, ``ToTensorV2``.
+    Eval (``train=False``): ``Resize``, ``Normalize``, ``ToTensorV2`` — ``augment`` is ignored,
+    but still checked so that a typo fails however the run starts.
+
+    Args:
+        augment: transform specs, e.g. ``[{"name": "Affine", "scale": [0.9, 1.1], "p": 0.5}]``.
+            ``name`` is an albumentations class; the other keys are its keyword arguments.
+            Compositions take nested specs: ``{"name": "OneOf", "transforms": [...]}``.
+        image_size: output size, an int for square images or ``(height, width)``.
+        mean: per-channel mean of pixel values scaled to [0, 1].
+        std: per-channel standard deviation, same scale.
+        train: whether to include the augmentations.
+        **compose_kwargs: forwarded to ``A.Compose`` (``bbox_params``, ``keypoint_params``,
+            ``additional_targets``, ...), so tasks with boxes, points or masks reuse this.
+
+    Returns:
+        A pipeline called as ``pipeline(image=uint8 HxWx3, ...)`` whose ``"image"`` is a
+        ``float32`` tensor ``[3, H, W]`` equal to ``(x / 255 - mean) / std``.
+
+    Raises:
+        ValueError: an unknown transform name (with close matches), a bad value or a bad size.
+        TypeError: a keyword the transform does not take.
+    """
+    height, width = parse_image_size(image_size)
+    if augment is not None and (
+        isinstance(augment, (Mapping, str)) or not isinstance(augment, Sequence)
+    ):
+        raise ValueError(
+            f"data.augment must be a list of transform specs like [{{name: HorizontalFlip}}], "
+            f"got {augment!r}"
+        )
+    augmentations = [
+        _build_one(spec, f"data.augment[{i}]") for i, spec in enumerate(_plain(augment or []))
+    ]
+    tail = [
+        A.Resize(height=height, width=width),
+        A.Normalize(
+            mean=_floats(mean, "data.mean"), std=_floats(std, "data.std"), max_pixel_value=255.0
+        ),
+        ToTensorV2(),
+    ]
+    return A.Compose([*(augmentations if train else []), *tail], **compose_kwargs)
+
+
+def _build_one(spec: Any, key: str) -> A.BasicTransform | A.BaseCompose:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(
+            f"{key} must be a mapping with a 'name' key, e.g. {{name: HorizontalFlip, p: 0.5}}; "
+            f"got {spec!r}"
+        )
+    kwargs = dict(spec)
+    name = kwargs.pop("name")
+    if name == "ToTensorV2":
+        raise ValueError(
+            f"{key}.name: ToTensorV2 ends every pipeline already; remove it from data.augment "
+            "(transforms after it would receive tensors instead of arrays)."
+        )
+    cls = getattr(A, name, None) if isinstance(name, str) else None
+    if name not in transform_names() or cls is None:
+        close = difflib.get_close_matches(str(name), transform_names(), n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"{key}.name: {name!r} is not an albumentations transform.{hint} List them with: "
+            "python -c 'from cvtasks.data.transforms import transform_names as t; print(*t())'"
+        )
+    _check_keywords(cls, kwargs, key)
+    if issubclass(cls, A.BaseCompose) and isinstance(kwargs.get("transforms"), list):
+        kwargs["transforms"] = [
+            _build_one(sub, f"{key}.transforms[{j}]") for j, sub in enumerate(kwargs["transforms"])
+        ]
+    # Without strict=True albumentations only warns on a bad value and silently falls back to the
+    # defaults for every argument.
+    strict = {"strict": True} if _validates_strictly(cls) else {}
+    try:
+        return cls(**kwargs, **strict)
+    except (TypeError, ValueError) as err:
+        error = TypeError if isinstance(err, TypeError) else ValueError
+        raise error(f"{key} ({name}): invalid arguments {kwargs!r}: {err}") from err
+
+
+def _check_keywords(cls: type, kwargs: dict[str, Any], key: str) -> None:
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n in params if n != "strict"]
+    for kw in kwargs:
+        if kw not in accepted:
+            close = difflib.get_close_matches(kw, accepted, n=5, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise TypeError(
+                f"{key}: {cls.__name__} takes no argument {kw!r}.{hint} "
+                f"It takes: {', '.join(accepted)}."
+            )
+
+
+def _validates_strictly(cls: type) -> bool:
+    # albumentations accepts `strict` exactly where the class defining __init__ declares an
+    # InitSchema (checked over every transform of 2.0.8); Lambda and compositions do not.
+    owner = next(k for k in cls.__mro__ if "__init__" in k.__dict__)
+    return "InitSchema" in owner.__dict__
+
+
+def _plain(obj: Any) -> Any:
+    """Turn mappings and sequences (OmegaConf containers included) into dicts and lists.
+
+    albumentations' validators expect built-in types, not ``ListConfig``/``DictConfig``.
+    """
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` from an int (square) or a pair; anything else raises ``ValueError``."""
+    if isinstance(image_size, int) and not isinstance(image_size, bool):
+        size = (image_size, image_size)
+    elif (
+        isinstance(image_size, Sequence)
+        and len(image_size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in image_size)
+    ):
+        size = (image_size[0], image_size[1])
+    else:
+        raise ValueError(
+            f"data.image_size must be an int or [height, width] of ints, got {image_size!r}"
+        )
+    if min(size) < 1:
+        raise ValueError(f"data.image_size must be positive, got {image_size!r}")
+    return size
+
+
+def _floats(values: Sequence[float], key: str) -> tuple[float, ...]:
+    try:
+        result = tuple(float(v) for v in values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{key} must be a list of numbers, got {values!r}") from err
+    if len(result) != 3:
+        raise ValueError(f"{key} must have 3 values (one per RGB channel), got {values!r}")
+    if key == "data.std" and min(result) <= 0:
+        raise ValueError(f"{key} must be positive, got {values!r}")
+    return result

@@ -1,0 +1,276 @@
+"""TaskModule: the LightningModule every task builds on.
+
+It holds the network (backbone + head), builds the optimizer and learning-rate schedule from
+config, logs per-split torchmetrics collections (synced across processes by torchmetrics), applies
+the ``compile`` and ``channels_last`` switches, and routes ``predict_step`` to the task's
+per-image outputs. A task subclass supplies its head, loss, metrics and predict output.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABCMeta, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MetricCollection
+
+from cvtasks.backbones import validate_backbone
+from cvtasks.registry import BACKBONES, HEADS
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+SCHEDULERS = ("cosine", "step", "constant")
+
+DEFAULT_OPTIMIZER: dict[str, Any] = {
+    "_target_": "torch.optim.AdamW",
+    "_partial_": True,
+    "lr": 1e-3,
+    "weight_decay": 0.05,
+}
+DEFAULT_SCHEDULER: dict[str, Any] = {"name": "cosine", "warmup_epochs": 0.0, "min_lr_ratio": 0.0}
+
+
+class TaskNetwork(nn.Module):
+    """Backbone and head as one module, so that one ``compile`` covers the whole forward pass."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """Raw head outputs for a batch of images."""
+        return self.head(self.backbone.forward_features(x))
+
+
+def build_backbone(backbone: nn.Module | Mapping[str, Any]) -> nn.Module:
+    """A backbone module as given, or built from ``{"name": ..., **kw}`` by the registry."""
+    if isinstance(backbone, nn.Module):
+        module = backbone
+    else:
+        cfg = dict(backbone)
+        if "name" not in cfg:
+            raise ValueError("backbone config needs a 'name' (e.g. backbone.name=lenet5)")
+        module = BACKBONES.build(cfg.pop("name"), **cfg)
+    validate_backbone(module)
+    return module
+
+
+def check_compile(value: Any) -> bool | str:
+    """Validate the ``compile`` switch: false, true, or one of :data:`COMPILE_MODES`."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if isinstance(value, str) and value in COMPILE_MODES:
+        return value
+    raise ValueError(f"compile={value!r} is not allowed; use false, true or one of {COMPILE_MODES}")
+
+
+class TaskModule(pl.LightningModule, metaclass=ABCMeta):
+    """Base LightningModule of every task.
+
+    Args:
+        backbone: a backbone module, or its config ``{"name": ..., **kwargs}`` (stored as a
+            hyper-parameter so ``load_from_checkpoint`` can rebuild it).
+        head: head config ``{"name": ..., **kwargs}``; built with the backbone's ``feature_info``.
+        optimizer: a Hydra partial config of a ``torch.optim`` class (``_target_``, ``_partial_``).
+        scheduler: ``{"name": "cosine"|"step"|"constant", "warmup_epochs": float, ...}``.
+        compile: compile the network in place (``nn.Module.compile``) with this mode.
+        channels_last: keep weights and inputs in channels-last memory format.
+    """
+
+    #: the validation metric the run monitors (checkpoints, sweeps), and whether higher is better.
+    monitor: ClassVar[str] = "val/loss"
+    monitor_mode: ClassVar[str] = "min"
+
+    def __init__(
+        self,
+        backbone: nn.Module | Mapping[str, Any],
+        head: Mapping[str, Any],
+        head_kwargs: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        compile: bool | str = False,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.optimizer_cfg = dict(optimizer or DEFAULT_OPTIMIZER)
+        self.scheduler_cfg = {**DEFAULT_SCHEDULER, **dict(scheduler or {})}
+        if self.scheduler_cfg["name"] not in SCHEDULERS:
+            raise ValueError(
+                f"task.scheduler.name={self.scheduler_cfg['name']!r} is not allowed; "
+                f"use one of {SCHEDULERS}"
+            )
+        self.compile_mode = check_compile(compile)
+        self.channels_last = bool(channels_last)
+        net = build_backbone(backbone)
+        head_cfg = dict(head)
+        head_module = HEADS.build(
+            head_cfg.pop("name"), feature_info=net.feature_info, **head_cfg, **(head_kwargs or {})
+        )
+        self.net = TaskNetwork(net, head_module)
+        metrics = self.make_metrics()
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        #: extra test-time results (e.g. a confusion matrix) written into metrics.json by train.
+        self.test_reports: dict[str, Any] = {}
+        self._configured = False
+
+    # -- what a task supplies ------------------------------------------------------------------
+    @abstractmethod
+    def make_metrics(self) -> MetricCollection:
+        """The task's metrics; cloned per split with prefixes ``train/``, ``val/``, ``test/``."""
+
+    @abstractmethod
+    def compute_loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """The task's training loss from raw head outputs and the batch targets."""
+
+    @abstractmethod
+    def update_metrics(
+        self, metrics: MetricCollection, outputs: Any, batch: dict[str, Any]
+    ) -> None:
+        """Feed one batch into a metric collection."""
+
+    @abstractmethod
+    def predict_outputs(self, outputs: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per-image results in pixel units (see the batch table in DESIGN.md)."""
+
+    # -- network -------------------------------------------------------------------------------
+    @property
+    def backbone(self) -> nn.Module:
+        """The feature extractor."""
+        return self.net.backbone
+
+    @property
+    def head(self) -> nn.Module:
+        """The task head."""
+        return self.net.head
+
+    def configure_model(self) -> None:
+        """Apply ``channels_last`` and ``compile`` once, in place, so state-dict keys stay clean."""
+        if self._configured:
+            return
+        self._configured = True
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.compile_mode:
+            mode = None if self.compile_mode is True else self.compile_mode
+            self.net.compile(mode=mode)
+
+    def forward(self, images: torch.Tensor) -> Any:
+        """Raw head outputs (logits, boxes, …) for normalized images ``[B, 3, H, W]``."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor | None:
+        skipped = batch.get("skipped")
+        if skipped is not None:
+            self.log(
+                f"{split}/skipped_images",
+                skipped.float().sum(),
+                reduce_fx="sum",
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+            )
+        images = batch["image"]
+        if images.shape[0] == 0:  # every image of the batch was unreadable and skipped
+            return None
+        outputs = self(images)
+        loss = self.compute_loss(outputs, batch)
+        metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}
+        self.update_metrics(metrics[split], outputs, batch)
+        on_step = split == "train"
+        self.log(
+            f"{split}/loss",
+            loss,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=not on_step,
+            batch_size=images.shape[0],
+        )
+        self.log_dict(metrics[split], on_step=False, on_epoch=True, prog_bar=split == "val")
+        self.after_step(outputs, batch, split)
+        return loss
+
+    def after_step(self, outputs: Any, batch: dict[str, Any], split: str) -> None:
+        """Hook for extra per-batch bookkeeping (e.g. a test-time confusion matrix)."""
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """One optimization step's loss; ``None`` skips a batch with no readable image."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Loss and metrics on a validation batch."""
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Loss and metrics on a test batch."""
+        self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Per-image outputs of the task (pixel units)."""
+        return self.predict_outputs(self(batch["image"]), batch)
+
+    # -- optimization --------------------------------------------------------------------------
+    def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Weight decay on weights only: biases and norm scales (1-D tensors) are exempt."""
+        decay, no_decay = [], []
+        for param in self.net.parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim <= 1 else decay).append(param)
+        return [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Optimizer from the Hydra partial config; per-step warmup + cosine/step/constant."""
+        cfg = dict(self.optimizer_cfg)
+        weight_decay = float(cfg.pop("weight_decay", 0.0))
+        optimizer = instantiate(cfg)(self.parameter_groups(weight_decay))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or 1)
+        schedule = lr_schedule(
+            self.scheduler_cfg, total_steps=total, steps_per_epoch=total / epochs
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def lr_schedule(cfg: Mapping[str, Any], total_steps: int, steps_per_epoch: float):
+    """Learning-rate multiplier per optimizer step: linear warmup, then the named decay.
+
+    Args:
+        cfg: ``name`` (cosine | step | constant), ``warmup_epochs``, and for cosine
+            ``min_lr_ratio``; for step ``step_epochs`` and ``gamma``.
+        total_steps: optimizer steps in the whole run.
+        steps_per_epoch: optimizer steps per epoch (may be fractional with accumulation).
+    """
+    warmup = round(float(cfg.get("warmup_epochs", 0.0)) * steps_per_epoch)
+    name = cfg.get("name", "cosine")
+    min_ratio = float(cfg.get("min_lr_ratio", 0.0))
+    step_size = max(1, round(float(cfg.get("step_epochs", 10)) * steps_per_epoch))
+    gamma = float(cfg.get("gamma", 0.1))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if name == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if name == "step":
+            return gamma ** ((step - warmup) // step_size)
+        return 1.0
+
+    return factor

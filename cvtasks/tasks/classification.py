@@ -1,0 +1,123 @@
+"""Image classification: one label per image."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
+
+from cvtasks.registry import TASKS
+from cvtasks.tasks.base import TaskModule
+
+
+@TASKS.register("classification")
+class ClassificationTask(TaskModule):
+    """Cross-entropy classification: top-1 / top-5 accuracy, macro F1, test confusion matrix.
+
+    Args:
+        backbone: backbone module or config (see :class:`TaskModule`).
+        num_classes: number of classes (from the dataset).
+        head: head config, ``{"name": "linear"|"mlp", ...}``.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        class_names: names of the classes, for predictions and reports.
+        top_k: how many ranked classes ``predict`` returns per image.
+        **kwargs: optimizer, scheduler, compile, channels_last (see :class:`TaskModule`).
+    """
+
+    monitor = "val/acc"
+    monitor_mode = "max"
+
+    def __init__(
+        self,
+        backbone: nn.Module | Mapping[str, Any],
+        num_classes: int,
+        head: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        class_names: Sequence[str] | None = None,
+        top_k: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+        self.num_classes = int(num_classes)
+        super().__init__(
+            backbone,
+            head or {"name": "linear"},
+            head_kwargs={"num_classes": self.num_classes},
+            **kwargs,
+        )
+        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
+        self.label_smoothing = float(label_smoothing)
+        self.class_names = (
+            list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        )
+        self.top_k = max(1, min(int(top_k), self.num_classes))
+        self.test_confusion = MulticlassConfusionMatrix(num_classes=self.num_classes)
+
+    def make_metrics(self) -> MetricCollection:
+        """Top-1 accuracy, top-5 accuracy (when there are more than 5 classes) and macro F1."""
+        metrics: dict[str, Any] = {
+            "acc": MulticlassAccuracy(num_classes=self.num_classes, average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes=self.num_classes, average="macro"),
+        }
+        if self.num_classes > 5:
+            metrics["acc_top5"] = MulticlassAccuracy(
+                num_classes=self.num_classes, top_k=5, average="micro"
+            )
+        return MetricCollection(metrics)
+
+    def compute_loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Cross-entropy of the logits against ``batch["label"]``, with label smoothing."""
+        return F.cross_entropy(
+            outputs.float(), batch["label"], label_smoothing=self.label_smoothing
+        )
+
+    def update_metrics(
+        self, metrics: MetricCollection, outputs: torch.Tensor, batch: dict[str, Any]
+    ) -> None:
+        """Accuracy and F1 from the logits."""
+        metrics.update(outputs.float(), batch["label"])
+
+    def after_step(self, outputs: torch.Tensor, batch: dict[str, Any], split: str) -> None:
+        """Accumulate the confusion matrix on the test split."""
+        if split == "test":
+            self.test_confusion.update(outputs.float(), batch["label"])
+
+    def on_test_epoch_start(self) -> None:
+        """Start a fresh confusion matrix for each test run."""
+        self.test_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        """Store the (process-synced) confusion matrix: rows are true classes, columns predicted."""
+        matrix = self.test_confusion.compute()
+        self.test_reports["confusion_matrix"] = {
+            "classes": self.class_names,
+            "matrix": matrix.long().tolist(),
+        }
+
+    def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per image: ``label``, ``class_name``, ``probability`` and the ``top_k`` ranking."""
+        probs = outputs.detach().float().softmax(dim=1)
+        top_p, top_i = probs.topk(self.top_k, dim=1)
+        results = []
+        for k in range(probs.shape[0]):
+            ranking = [
+                {"label": int(i), "class_name": self.class_names[int(i)], "probability": float(p)}
+                for p, i in zip(top_p[k], top_i[k])
+            ]
+            result = {**ranking[0], "top_k": ranking}
+            if "path" in batch:
+                result["path"] = str(batch["path"][k])
+            results.append(result)
+        return results

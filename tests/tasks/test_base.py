@@ -1,0 +1,78 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cvtasks.tasks.base import check_compile, lr_schedule
+from cvtasks.tasks.classification import ClassificationTask
+
+
+class TinyBackbone(nn.Module):
+    """A minimal backbone that honours the contract, for task tests."""
+
+    def __init__(self, in_chans: int = 3, width: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.feature_info = [{"num_chs": width, "reduction": 2, "module": "stem"}]
+        self.num_features = width
+
+    def forward_features(self, x):
+        return [self.stem(x)]
+
+
+def make_task(**kw):
+    return ClassificationTask(backbone=TinyBackbone(), num_classes=4, **kw)
+
+
+def test_cosine_schedule_matches_formula_after_linear_warmup():
+    f = lr_schedule(
+        {"name": "cosine", "warmup_epochs": 1, "min_lr_ratio": 0.1},
+        total_steps=100,
+        steps_per_epoch=10,
+    )
+    assert [f(s) for s in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+    assert f(9) == pytest.approx(1.0)
+    for step in (10, 40, 77, 99):
+        progress = (step - 10) / 90
+        assert f(step) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def test_step_and_constant_schedules():
+    f = lr_schedule(
+        {"name": "step", "step_epochs": 2, "gamma": 0.5}, total_steps=60, steps_per_epoch=10
+    )
+    assert [f(0), f(19), f(20), f(45)] == pytest.approx([1.0, 1.0, 0.5, 0.25])
+    g = lr_schedule({"name": "constant"}, total_steps=60, steps_per_epoch=10)
+    assert g(0) == g(59) == 1.0
+
+
+def test_unknown_scheduler_and_compile_values_name_the_key():
+    with pytest.raises(ValueError, match=r"task.scheduler.name='poly'.*cosine"):
+        make_task(scheduler={"name": "poly"})
+    with pytest.raises(ValueError, match="compile='fastest'"):
+        check_compile("fastest")
+    assert check_compile(True) is True and check_compile("max-autotune") == "max-autotune"
+
+
+def test_weight_decay_spares_biases_and_norm_parameters():
+    task = make_task()
+    decay, no_decay = task.parameter_groups(0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(task.parameters()))
+
+
+def test_channels_last_and_compile_keep_state_dict_keys():
+    task = make_task(channels_last=True, compile=True)
+    keys = set(task.state_dict())
+    task.configure_model()
+    task.configure_model()  # idempotent
+    assert set(task.state_dict()) == keys
+    assert all("_orig_mod" not in k for k in keys)
+    conv = task.backbone.stem[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    out = task(torch.randn(2, 3, 16, 16))  # compiled forward on a tiny model
+    assert out.shape == (2, 4)
