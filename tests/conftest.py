@@ -80,7 +80,7 @@ def run_train(tmp_path: Path) -> Callable[..., TrainRun]:
 
     def _run(*overrides: str, env: dict[str, str] | None = None, timeout: int = 300) -> TrainRun:
         run_dir = tmp_path / "run"
-        cmd = [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}", *overrides]
+        cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
         proc = subprocess.run(
             cmd,
             cwd=tmp_path,

@@ -111,3 +111,11 @@ def test_unknown_timm_model_suggests_close_names():
 def test_importing_backbones_does_not_import_timm():
     code = "import sys, cvtasks.backbones; assert 'timm' not in sys.modules, 'timm imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_timm_keywords_pass_through():
+    from cvtasks.backbones.timm_adapter import TimmBackbone
+
+    net = TimmBackbone("resnet10t", out_indices=(2, 4))
+    assert [i["reduction"] for i in net.feature_info] == [8, 32]
+    assert net.num_features == net.feature_info[-1]["num_chs"] == 512

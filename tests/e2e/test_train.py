@@ -1,5 +1,7 @@
 """Whole runs of train.py in a temporary folder."""
 
+import json
+
 import pytest
 import yaml
 
@@ -41,3 +43,18 @@ def test_train_resumes_from_a_checkpoint_path(run_train, tmp_path):
     second = run_train(*TINY, "trainer.max_epochs=2", f"ckpt_path={moved}").check()
     assert second.metrics["epochs"] == 2
     assert second.metrics["global_step"] == 6  # 3 steps in the resumed epoch on top of 3
+
+
+def test_multirun_sweep_runs_each_value_and_returns_its_metric(run_train, tmp_path):
+    sweep = tmp_path / "sweep"
+    run = run_train(
+        "-m", *TINY, "task.optimizer.lr=1e-3,1e-2", f"hydra.sweep.dir={sweep}", "logger=none"
+    ).check()
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name for p in runs] == ["0", "1"]
+    lrs = [yaml.safe_load((p / "config.yaml").read_text())["task"]["optimizer"]["lr"] for p in runs]
+    assert lrs == [1e-3, 1e-2]
+    for p in runs:
+        metrics = json.loads((p / "metrics.json").read_text())
+        assert metrics["monitor_value"] == pytest.approx(metrics["val/acc"], abs=1.0)
+    assert run.output.count("run folder:") == 2

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from cvtasks.layers import make_activation
+from cvtasks.layers.activations import ACTIVATIONS, make_activation
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,8 @@ def test_classes_and_modules_pass_through():
 def test_unknown_name_suggests():
     with pytest.raises(ValueError, match="Did you mean relu"):
         make_activation("rellu")
+
+
+def test_every_listed_name_builds_its_class():
+    for name, cls in ACTIVATIONS.items():
+        assert type(make_activation(name)) is cls
