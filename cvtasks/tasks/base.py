@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -34,8 +34,20 @@ DEFAULT_OPTIMIZER: dict[str, Any] = {
 DEFAULT_SCHEDULER: dict[str, Any] = {"name": "cosine", "warmup_epochs": 0.0, "min_lr_ratio": 0.0}
 
 
+class WithAux(NamedTuple):
+    """Training-time outputs of a network whose backbone has auxiliary classifiers."""
+
+    main: Any
+    aux: list[torch.Tensor]
+
+
 class TaskNetwork(nn.Module):
-    """Backbone and head as one module, so that one ``compile`` covers the whole forward pass."""
+    """Backbone and head as one module, so that one ``compile`` covers the whole forward pass.
+
+    A backbone with auxiliary classifiers (GoogLeNet's intermediate losses, seed 001) exposes
+    ``aux_enabled`` and ``forward_features_aux(x) -> (features, aux_logits)``; in training mode the
+    network then returns :class:`WithAux`, and in eval mode only the head's outputs.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
@@ -43,7 +55,10 @@ class TaskNetwork(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> Any:
-        """Raw head outputs for a batch of images."""
+        """Raw head outputs for a batch of images (plus auxiliary logits when training)."""
+        if self.training and getattr(self.backbone, "aux_enabled", False):
+            features, aux = self.backbone.forward_features_aux(x)
+            return WithAux(self.head(features), list(aux))
         return self.head(self.backbone.forward_features(x))
 
 
@@ -183,7 +198,12 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         if images.shape[0] == 0:  # every image of the batch was unreadable and skipped
             return None
         outputs = self(images)
+        aux: list[torch.Tensor] = []
+        if isinstance(outputs, WithAux):
+            outputs, aux = outputs
         loss = self.compute_loss(outputs, batch)
+        if aux:
+            loss = loss + self.aux_loss(aux, batch)
         metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}
         self.update_metrics(metrics[split], outputs, batch)
         on_step = split == "train"
@@ -199,6 +219,10 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         self.log_dict(metrics[split], on_step=False, on_epoch=True, prog_bar=split == "val")
         self.after_step(outputs, batch, split)
         return loss
+
+    def aux_loss(self, aux: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """Loss of auxiliary outputs; a task that enables them overrides this."""
+        raise TypeError(f"{type(self).__name__} does not train auxiliary outputs")
 
     def after_step(self, outputs: Any, batch: dict[str, Any], split: str) -> None:
         """Hook for extra per-batch bookkeeping (e.g. a test-time confusion matrix)."""

@@ -30,6 +30,8 @@ class ClassificationTask(TaskModule):
         label_smoothing: cross-entropy label smoothing in [0, 1).
         class_names: names of the classes, for predictions and reports.
         top_k: how many ranked classes ``predict`` returns per image.
+        aux_weight: weight of each auxiliary classifier's loss for backbones that have them
+            (GoogLeNet's intermediate losses, seed 001); 0 turns them off.
         **kwargs: optimizer, scheduler, compile, channels_last (see :class:`TaskModule`).
     """
 
@@ -44,6 +46,7 @@ class ClassificationTask(TaskModule):
         label_smoothing: float = 0.0,
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
+        aux_weight: float = 0.3,
         **kwargs: Any,
     ) -> None:
         if not 0.0 <= label_smoothing < 1.0:
@@ -64,6 +67,11 @@ class ClassificationTask(TaskModule):
         )
         self.top_k = max(1, min(int(top_k), self.num_classes))
         self.test_confusion = MulticlassConfusionMatrix(num_classes=self.num_classes)
+        if aux_weight < 0:
+            raise ValueError(f"task.aux_weight must be >= 0, got {aux_weight}")
+        self.aux_weight = float(aux_weight)
+        if self.aux_weight > 0 and hasattr(self.backbone, "init_aux"):
+            self.backbone.init_aux(self.num_classes)
 
     def make_metrics(self) -> MetricCollection:
         """Top-1 accuracy, top-5 accuracy (when there are more than 5 classes) and macro F1."""
@@ -82,6 +90,10 @@ class ClassificationTask(TaskModule):
         return F.cross_entropy(
             outputs.float(), batch["label"], label_smoothing=self.label_smoothing
         )
+
+    def aux_loss(self, aux: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
+        """``aux_weight`` times the cross-entropy of each auxiliary classifier."""
+        return self.aux_weight * sum(self.compute_loss(logits, batch) for logits in aux)
 
     def update_metrics(
         self, metrics: MetricCollection, outputs: torch.Tensor, batch: dict[str, Any]

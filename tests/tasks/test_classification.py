@@ -89,3 +89,42 @@ def test_bad_arguments():
         make_task(label_smoothing=1.0)
     with pytest.raises(ValueError, match="3 class names given for 7 classes"):
         ClassificationTask(backbone=TinyBackbone(), num_classes=7, class_names=["a", "b", "c"])
+
+
+class AuxBackbone(TinyBackbone):
+    """A backbone with one auxiliary classifier, following the GoogLeNet contract."""
+
+    aux_enabled = False
+
+    def init_aux(self, num_classes: int) -> None:
+        self.aux_head = torch.nn.Linear(self.num_features, num_classes)
+        self.aux_enabled = True
+
+    def forward_features_aux(self, x):
+        features = self.forward_features(x)
+        return features, [self.aux_head(features[-1].mean(dim=(2, 3)))]
+
+
+def test_auxiliary_losses_are_weighted_in_training_and_gone_in_eval():
+    torch.manual_seed(0)
+    task = ClassificationTask(backbone=AuxBackbone(), num_classes=3, aux_weight=0.3)
+    images, labels = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 1])
+    task.train()
+    outputs = task(images)
+    main, (aux,) = outputs
+    expected = F.cross_entropy(main, labels, label_smoothing=0.0) + 0.3 * F.cross_entropy(
+        aux, labels
+    )
+    batch = {"image": images, "label": labels}
+    torch.manual_seed(1)
+    loss = task._step(batch, "train")
+    torch.testing.assert_close(loss, expected)
+    task.eval()
+    assert task(images).shape == (4, 3)  # no auxiliary output at inference
+
+
+def test_aux_weight_zero_builds_no_auxiliary_classifier():
+    task = ClassificationTask(backbone=AuxBackbone(), num_classes=3, aux_weight=0.0)
+    assert not hasattr(task.backbone, "aux_head")
+    task.train()
+    assert task(torch.randn(2, 3, 8, 8)).shape == (2, 3)
