@@ -1,4 +1,4 @@
-"""``python -m cvtasks <command>``: ``train`` (same as train.py) or ``list``."""
+"""``python -m cvtasks <command>``: ``train`` (same as train.py), ``list`` or ``summary``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ USAGE = """usage: python -m cvtasks <command> [args]
 commands:
   train key=value ...                 train a task (same as python train.py)
   list backbones|heads|tasks|datasets|plugins [PATTERN]
+  summary BACKBONE [INPUT_SIZE]       per-layer output shapes and parameters
 """
 
 
@@ -30,6 +31,16 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             print("\n".join(list_lines(rest[0], rest[1] if len(rest) > 1 else None)))
+        except KeyError as err:
+            print(f"error: {err.args[0]}", file=sys.stderr)
+            return 2
+        return 0
+    if command == "summary" and rest:
+        from cvtasks.cli.summary import layer_table
+
+        size = int(rest[1]) if len(rest) > 1 else None
+        try:
+            print("\n".join(layer_table(rest[0], size)))
         except KeyError as err:
             print(f"error: {err.args[0]}", file=sys.stderr)
             return 2

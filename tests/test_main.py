@@ -23,3 +23,11 @@ def test_list_unknown_kind_and_unknown_command(capsys):
 def test_usage(argv, capsys):
     main(argv)
     assert "usage" in capsys.readouterr().out
+
+
+def test_summary_command(capsys):
+    assert main(["summary", "lenet5"]) == 0
+    out = capsys.readouterr().out
+    assert "6x28x28" in out and "total" in out
+    assert main(["summary", "lenet6"]) == 2
+    assert "Did you mean: lenet5" in capsys.readouterr().err

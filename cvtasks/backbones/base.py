@@ -152,12 +152,15 @@ class Backbone(nn.Module, metaclass=ABCMeta):
         num_classes: logits of :meth:`forward` (0: pooled features instead).
         classifier_modules: names of the modules that depend on ``num_classes``; their
             checkpoint weights are skipped by :func:`load_pretrained` when they do not fit.
+        default_input_size: the square input size the architecture is defined for.
     """
 
     feature_info: list[dict[str, Any]]
     num_features: int
     num_classes: int = 0
     classifier_modules: tuple[str, ...] = ("fc",)
+    #: the resolution the architecture is defined for (listings count FLOPs at it).
+    default_input_size: int = 224
 
     def init_head(self, num_classes: int, drop_rate: float) -> None:
         """Build the default classifier on ``self.num_features`` channels.

@@ -102,6 +102,7 @@ class LeNet5(Backbone):
     """
 
     classifier_modules = ("f6", "out")
+    default_input_size = MIN_SIZE
 
     def __init__(
         self,

@@ -69,6 +69,7 @@ class TimmBackbone(Backbone):
             for c, r, m in zip(info.channels(), info.reduction(), info.module_name())
         ]
         check_feature_info(self.feature_info)
+        self.default_input_size = int(self.model.pretrained_cfg.get("input_size", (3, 224))[-1])
         self.num_features = self.feature_info[-1]["num_chs"]
         self.init_head(num_classes, drop_rate)
         if pretrained:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 from cvtasks import plugins
+from cvtasks.cli.summary import HEADER, backbone_info
 from cvtasks.registry import REGISTRIES
 
 
@@ -28,7 +29,8 @@ def list_lines(kind: str, pattern: str | None = None) -> list[str]:
     if kind not in REGISTRIES:
         raise KeyError(f"nothing to list as {kind!r}; choose one of {[*REGISTRIES, 'plugins']}")
     registry = REGISTRIES[kind]
-    lines = [f"{name:24s} {describe(registry.get(name))}" for name in registry.names(pattern)]
     if kind == "backbones":
-        lines.append(f"{'timm/<model_name>':24s} any timm model, e.g. timm/resnet18")
-    return lines
+        lines = [HEADER, *(backbone_info(name).line() for name in registry.names(pattern))]
+        lines.append(f"{'timm/<model_name>':20s} any timm model, e.g. timm/resnet18")
+        return lines
+    return [f"{name:24s} {describe(registry.get(name))}" for name in registry.names(pattern)]

@@ -6,11 +6,17 @@ from cvtasks import plugins
 from cvtasks.cli.listing import describe, list_lines
 
 
-def test_backbone_lines_carry_the_docstring_summary():
+def test_backbone_lines_carry_params_flops_and_stages():
     lines = list_lines("backbones")
+    assert lines[0].split()[:4] == ["name", "params", "GFLOPs", "input"]
     lenet = next(line for line in lines if line.startswith("lenet5"))
-    assert "C1 6@28x28" in lenet
+    assert "146,156" in lenet and "120@4" in lenet
     assert any(line.startswith("timm/<model_name>") for line in lines)
+
+
+def test_heads_lines_carry_the_docstring_summary():
+    linear = next(line for line in list_lines("heads") if line.startswith("linear"))
+    assert "one linear layer" in linear
 
 
 def test_pattern_filters():
