@@ -1,0 +1,16 @@
+"""Pure tensor math from the seeds: output sizes, padding, reference convolution and pooling."""
+
+from cvtasks.ops.conv import conv1d_toeplitz, conv2d_reference, toeplitz_matrix
+from cvtasks.ops.pool import POOL_MODES, pool2d, pool_output_size
+from cvtasks.ops.sizes import conv_output_size, same_padding
+
+__all__ = [
+    "POOL_MODES",
+    "conv1d_toeplitz",
+    "conv2d_reference",
+    "conv_output_size",
+    "pool2d",
+    "pool_output_size",
+    "same_padding",
+    "toeplitz_matrix",
+]
