@@ -1,0 +1,121 @@
+"""Fold BatchNorm into the convolution before it, for inference and export.
+
+In eval mode a BatchNorm is an affine map per channel, ``weight·(z - mean)/sqrt(var + eps) +
+bias``, and a convolution is linear in its weights, so ``bn(conv(x))`` equals one convolution with
+the weights scaled per output channel by ``s = bn.weight/sqrt(var + eps)`` and the bias
+``bn.bias + s·(conv.bias - mean)``. Folding removes a memory-bound pass over every feature map.
+
+:func:`fuse_batchnorm` folds every pair it can prove is applied back to back:
+
+* a ``Conv2d`` followed directly by a ``BatchNorm2d`` inside an ``nn.Sequential`` (torchvision's
+  ``Conv2dNormActivation``, ``downsample`` shortcuts, VGG-BN ``features``);
+* the ``(conv, norm)`` attribute pairs a module lists in its ``fuse_pairs`` class attribute
+  (cvtasks' ``ConvNormAct``: ``("conv", "bn")``; ``BasicBlock``: ``("conv1", "bn1"), ...``). A
+  block lists a pair only when its ``forward`` feeds the conv's output straight into the norm.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+_BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def can_fuse(conv: nn.Module, bn: nn.Module) -> bool:
+    """Whether ``bn`` (right after ``conv``) can be folded into ``conv``.
+
+    True for an ``nn.Conv2d`` and a ``BatchNorm2d``/``SyncBatchNorm`` with running statistics
+    over the conv's output channels.
+    """
+    return (
+        isinstance(conv, nn.Conv2d)
+        and isinstance(bn, _BATCHNORMS)
+        and bn.running_mean is not None
+        and bn.running_var is not None
+        and bn.num_features == conv.out_channels
+    )
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
+    """A new ``nn.Conv2d`` (with bias) computing ``bn(conv(x))`` with ``bn``'s running statistics.
+
+    The result equals the pair in eval mode; ``conv`` and ``bn`` are left unchanged.
+
+    Args:
+        conv: the convolution (any stride, padding, dilation, groups; with or without bias).
+        bn: the ``BatchNorm2d`` applied to its output.
+
+    Returns:
+        The folded convolution, in ``conv``'s training mode, dtype and device.
+
+    Raises:
+        ValueError: the pair cannot be folded (see :func:`can_fuse`).
+    """
+    if not can_fuse(conv, bn):
+        raise ValueError(
+            f"cannot fold {type(bn).__name__} into {type(conv).__name__}: need an nn.Conv2d "
+            "followed by a BatchNorm2d with running statistics over its output channels"
+        )
+    with torch.no_grad():
+        weight, bias = fuse_conv_bn_weights(
+            conv.weight,
+            conv.bias,
+            bn.running_mean,
+            bn.running_var,
+            bn.eps,
+            bn.weight,
+            bn.bias,
+        )
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+        padding_mode=conv.padding_mode,
+        device="meta",  # no throw-away initialisation: the parameters are replaced below
+    )
+    fused.weight = nn.Parameter(weight.detach(), requires_grad=conv.weight.requires_grad)
+    fused.bias = nn.Parameter(bias.detach(), requires_grad=conv.weight.requires_grad)
+    return fused.train(conv.training)
+
+
+def fuse_batchnorm(module: nn.Module, inplace: bool = False) -> nn.Module:
+    """Fold every BatchNorm that directly follows a convolution in ``module``'s tree.
+
+    Each folded norm becomes ``nn.Identity`` (so module paths and ``forward`` code stay valid) and
+    its convolution gains the folded weights and bias. The result uses the running statistics:
+    its outputs equal ``module``'s in eval mode. Call it on an inference copy, not on a model
+    that is still training.
+
+    Args:
+        module: any module tree: a backbone, a block, a ``ConvNormAct``, a torchvision model.
+        inplace: fold in ``module`` itself instead of a deep copy.
+
+    Returns:
+        The folded module (``module`` itself when ``inplace``).
+    """
+    if not inplace:
+        module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for conv_name, bn_name in getattr(parent, "fuse_pairs", ()):
+            conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+            if can_fuse(conv, bn):
+                setattr(parent, conv_name, fuse_conv_bn(conv, bn))
+                setattr(parent, bn_name, nn.Identity())
+        if isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            for first, second in itertools.pairwise(names):
+                conv, bn = parent._modules[first], parent._modules[second]
+                if can_fuse(conv, bn):
+                    parent._modules[first] = fuse_conv_bn(conv, bn)
+                    parent._modules[second] = nn.Identity()
+    return module

@@ -1,0 +1,175 @@
+"""Residual blocks: ``act(F(x) + shortcut(x))`` (seed 001 Fig 6.14, l.5814-5830).
+
+The shortcut bypasses the block's convolutions and is added "before the application of an
+activation function". When the block changes the channel count or the resolution the identity no
+longer fits, and "we use one by one convolutions" (seed 001 l.5829): the shortcut becomes a
+strided 1x1 conv + norm (``downsample``, torchvision's option B).
+
+Layout and attribute names are torchvision's ResNet (v1.5: the stride of a :class:`Bottleneck`
+sits on its 3x3 conv), so a torchvision ResNet state dict loads key for key:
+
+* :class:`BasicBlock`: ``conv1`` (3x3, stride), ``bn1``, ``conv2`` (3x3), ``bn2``,
+  ``downsample.0`` (1x1 conv), ``downsample.1`` (norm).
+* :class:`Bottleneck`: ``conv1`` (1x1), ``bn1``, ``conv2`` (3x3, stride, groups), ``bn2``,
+  ``conv3`` (1x1 → ``mid_chs · expansion``), ``bn3``, ``downsample.0/1``.
+
+Both list their conv/norm pairs in ``fuse_pairs`` for :func:`cvtasks.layers.fuse.fuse_batchnorm`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cvtasks.layers.activations import make_activation
+from cvtasks.layers.conv import ActLayer
+from cvtasks.layers.norm import NormLayer, make_norm
+
+
+def _shortcut(
+    in_chs: int,
+    out_chs: int,
+    stride: int,
+    norm_layer: NormLayer,
+    norm_kwargs: dict[str, Any] | None,
+) -> nn.Module | None:
+    """``None`` (identity) when the shapes match, else a strided 1x1 projection + norm."""
+    if stride == 1 and in_chs == out_chs:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(in_chs, out_chs, kernel_size=1, stride=stride, bias=False),
+        make_norm(norm_layer, out_chs, norm_kwargs),
+    )
+
+
+def _act(act_layer: ActLayer) -> nn.Module:
+    return nn.Identity() if act_layer is None else make_activation(act_layer)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut: ResNet-18/34's block (expansion 1).
+
+    Args:
+        in_chs: input channels.
+        out_chs: output channels.
+        stride: stride of the first conv (and of the projection shortcut).
+        dilation: dilation (and padding) of both 3x3 convs, for dilated ResNets.
+        norm_layer: norm after each conv (name, class or callable of the channel count).
+        act_layer: activation after ``bn1`` and after the addition.
+        norm_kwargs: norm keywords.
+
+    Attributes:
+        out_chs: output channels.
+        downsample: the projection shortcut, ``None`` for the identity.
+    """
+
+    expansion: int = 1
+    fuse_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        stride: int = 1,
+        dilation: int = 1,
+        norm_layer: NormLayer = "batchnorm",
+        act_layer: ActLayer = "relu",
+        norm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            in_chs, out_chs, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn1 = make_norm(norm_layer, out_chs, norm_kwargs)
+        self.act1 = _act(act_layer)
+        self.conv2 = nn.Conv2d(out_chs, out_chs, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = make_norm(norm_layer, out_chs, norm_kwargs)
+        self.downsample = _shortcut(in_chs, out_chs, stride, norm_layer, norm_kwargs)
+        self.act2 = _act(act_layer)
+        self.out_chs = out_chs
+
+    def zero_init_last(self) -> None:
+        """Zero the last norm's scale so that the block starts as its shortcut."""
+        if getattr(self.bn2, "weight", None) is not None:
+            nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_chs, H, W] -> [B, out_chs, ceil(H / stride), ceil(W / stride)]``."""
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act2(out + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce → 3x3 (strided) → 1x1 expand, with a shortcut: ResNet-50/101/152's block.
+
+    Args:
+        in_chs: input channels.
+        mid_chs: channels of the 3x3 conv (torchvision's ``planes``; ``width`` for ResNeXt).
+        stride: stride of the 3x3 conv (torchvision v1.5) and of the projection shortcut.
+        groups: groups of the 3x3 conv (ResNeXt).
+        dilation: dilation (and padding) of the 3x3 conv.
+        expansion: output channels are ``mid_chs · expansion``.
+        norm_layer: norm after each conv.
+        act_layer: activation after ``bn1``, ``bn2`` and the addition.
+        norm_kwargs: norm keywords.
+
+    Attributes:
+        out_chs: ``mid_chs · expansion``.
+        downsample: the projection shortcut, ``None`` for the identity.
+    """
+
+    expansion: int = 4
+    fuse_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
+    def __init__(
+        self,
+        in_chs: int,
+        mid_chs: int,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        expansion: int = 4,
+        norm_layer: NormLayer = "batchnorm",
+        act_layer: ActLayer = "relu",
+        norm_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.expansion = expansion
+        out_chs = mid_chs * expansion
+        self.conv1 = nn.Conv2d(in_chs, mid_chs, 1, bias=False)
+        self.bn1 = make_norm(norm_layer, mid_chs, norm_kwargs)
+        self.act1 = _act(act_layer)
+        self.conv2 = nn.Conv2d(
+            mid_chs,
+            mid_chs,
+            3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        )
+        self.bn2 = make_norm(norm_layer, mid_chs, norm_kwargs)
+        self.act2 = _act(act_layer)
+        self.conv3 = nn.Conv2d(mid_chs, out_chs, 1, bias=False)
+        self.bn3 = make_norm(norm_layer, out_chs, norm_kwargs)
+        self.downsample = _shortcut(in_chs, out_chs, stride, norm_layer, norm_kwargs)
+        self.act3 = _act(act_layer)
+        self.out_chs = out_chs
+
+    def zero_init_last(self) -> None:
+        """Zero the last norm's scale so that the block starts as its shortcut."""
+        if getattr(self.bn3, "weight", None) is not None:
+            nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in_chs, H, W] -> [B, mid_chs·expansion, ceil(H / stride), ceil(W / stride)]``."""
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.act3(out + shortcut)
