@@ -4,7 +4,7 @@ Every backbone follows one contract (``forward_features``, ``feature_info``, ``n
 ``forward``), checked by :func:`validate_backbone`; see :mod:`cvtasks.backbones.base`.
 """
 
-from cvtasks.backbones import lenet, timm_adapter
+from cvtasks.backbones import lenet, resnet, timm_adapter
 from cvtasks.backbones.base import (
     Backbone,
     LoadedKeys,
@@ -19,6 +19,7 @@ __all__ = [
     "check_feature_info",
     "lenet",
     "load_pretrained",
+    "resnet",
     "timm_adapter",
     "validate_backbone",
 ]
