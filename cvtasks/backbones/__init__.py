@@ -4,7 +4,7 @@ Every backbone follows one contract (``forward_features``, ``feature_info``, ``n
 ``forward``), checked by :func:`validate_backbone`; see :mod:`cvtasks.backbones.base`.
 """
 
-from cvtasks.backbones import lenet, resnet, timm_adapter
+from cvtasks.backbones import alexnet, lenet, resnet, timm_adapter, vgg
 from cvtasks.backbones.base import (
     Backbone,
     LoadedKeys,
@@ -16,10 +16,12 @@ from cvtasks.backbones.base import (
 __all__ = [
     "Backbone",
     "LoadedKeys",
+    "alexnet",
     "check_feature_info",
     "lenet",
     "load_pretrained",
     "resnet",
     "timm_adapter",
     "validate_backbone",
+    "vgg",
 ]
