@@ -4,7 +4,7 @@ Every backbone follows one contract (``forward_features``, ``feature_info``, ``n
 ``forward``), checked by :func:`validate_backbone`; see :mod:`cvtasks.backbones.base`.
 """
 
-from cvtasks.backbones import alexnet, lenet, resnet, timm_adapter, vgg
+from cvtasks.backbones import alexnet, efficientnet, lenet, resnet, timm_adapter, vgg
 from cvtasks.backbones.base import (
     Backbone,
     LoadedKeys,
@@ -18,6 +18,7 @@ __all__ = [
     "LoadedKeys",
     "alexnet",
     "check_feature_info",
+    "efficientnet",
     "lenet",
     "load_pretrained",
     "resnet",
