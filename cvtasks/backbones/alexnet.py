@@ -48,7 +48,6 @@ the last stage averaged over positions, ``[B, 256]``.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -60,8 +59,6 @@ from torch import nn
 from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
 from cvtasks.layers import ConvNormAct, GlobalPool
 from cvtasks.registry import BACKBONES
-
-log = logging.getLogger(__name__)
 
 ConvSpec = tuple[int, int, int, int]  # out_chs, kernel, stride, padding
 
@@ -110,6 +107,7 @@ class AlexNet(Backbone):
     """
 
     classifier_modules = ("head",)
+    stem_weight = "stages.0.conv1.conv.weight"
     variant: str = "alexnet"  # the registered name, set by _create_alexnet
 
     def __init__(
@@ -224,7 +222,6 @@ _TORCHVISION_NAMES = {
     "classifier.4": "head.fc2",
     "classifier.6": "head.fc",
 }
-STEM = "stages.0.conv1.conv.weight"
 
 
 def _alexnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
@@ -239,15 +236,6 @@ def _alexnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
             module, _, leaf = key.rpartition(".")
             renamed[f"{_TORCHVISION_NAMES.get(module, module)}.{leaf}"] = value
         state = renamed
-    stem, own = state.get(STEM), model.state_dict()[STEM]
-    if stem is not None and stem.shape[1] != own.shape[1] and stem.shape[0] == own.shape[0]:
-        log.warning(
-            "pretrained conv1 has %d input channels, the model %d (in_chans): conv1's weight "
-            "keeps its random initialisation; every other layer is loaded",
-            stem.shape[1],
-            own.shape[1],
-        )
-        state = {**state, STEM: own.detach().clone()}
     return state
 
 

@@ -161,6 +161,9 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     classifier_modules: tuple[str, ...] = ("fc",)
     #: the resolution the architecture is defined for (listings count FLOPs at it).
     default_input_size: int = 224
+    #: state-dict key of the first convolution's weight: a checkpoint made for other input
+    #: channels leaves it freshly initialised (see :func:`load_pretrained`).
+    stem_weight: str | None = None
 
     def init_head(self, num_classes: int, drop_rate: float) -> None:
         """Build the default classifier on ``self.num_features`` channels.
@@ -238,7 +241,10 @@ def load_pretrained(
     weights absent from the file keep their fresh initialisation. This is what fine-tuning needs:
     a checkpoint trained on 1000 classes initialises every stage of a 5-class model (or of a
     features-only model with ``num_classes=0``), and only the classifier, whose size depends on
-    ``num_classes``, starts anew. Every other key must match by name and shape.
+    ``num_classes``, starts anew. Likewise the stem: when the weight named by
+    ``model.stem_weight`` was made for another number of input channels (a 3-channel checkpoint
+    for an ``in_chans=1`` model), the model keeps its fresh stem weight and a warning says so.
+    Every other key must match by name and shape.
 
     Args:
         model: the backbone to fill, in place.
@@ -272,6 +278,7 @@ def load_pretrained(
         raise TypeError(f"key_map must be a mapping, a callable or None, got {type(key_map)}")
 
     own = model.state_dict()
+    state = _keep_fresh_stem(state, own, getattr(model, "stem_weight", None), path)
     heads = tuple(getattr(model, "classifier_modules", ()))
 
     def in_classifier(key: str) -> bool:
@@ -311,6 +318,27 @@ def load_pretrained(
             "key_map={'old.prefix.': 'new.prefix.'}, or load what fits with strict=False."
         )
     return LoadedKeys(missing, unexpected, skipped)
+
+
+def _keep_fresh_stem(
+    state: StateDict, own: StateDict, key: str | None, path: str | os.PathLike[str]
+) -> StateDict:
+    """Keep the model's stem weight when the checkpoint's was made for other input channels."""
+    theirs = state.get(key) if key else None
+    if theirs is None or key not in own:
+        return state
+    mine = own[key]
+    if theirs.shape[1] == mine.shape[1] or theirs.shape[0] != mine.shape[0]:
+        return state
+    log.warning(
+        "%s: pretrained %s has %d input channels, the model %d (in_chans): the stem keeps its "
+        "random initialisation; every other layer is loaded",
+        os.fspath(path),
+        key,
+        theirs.shape[1],
+        mine.shape[1],
+    )
+    return {**state, key: mine.detach().clone()}
 
 
 def _unwrap(state: dict[str, Any]) -> StateDict:

@@ -64,7 +64,6 @@ skipped when they do not fit the model, and start anew only then.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from typing import Any
@@ -75,8 +74,6 @@ from torch import nn
 from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
 from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
 from cvtasks.registry import BACKBONES
-
-log = logging.getLogger(__name__)
 
 #: B0's stages: (expand_ratio, kernel, stride, out_chs, blocks); stem 32 channels, stride 2.
 B0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -139,6 +136,7 @@ class EfficientNet(Backbone):
     """
 
     classifier_modules = ("conv_head", "fc")
+    stem_weight = "stem.conv.weight"
 
     def __init__(
         self,
@@ -275,16 +273,6 @@ def _efficientnet_checkpoint_filter(state: StateDict, model: nn.Module) -> State
             prefix = "stem" if i == 0 else "conv_head" if i == last else f"blocks.{i - 1}"
             renamed[f"{prefix}.{rest}"] = value
         state = remap_conv_norm_act_keys(renamed, model)
-    stem = state.get("stem.conv.weight")
-    own = model.stem.conv.weight
-    if stem is not None and stem.shape[1] != own.shape[1]:
-        log.warning(
-            "pretrained stem conv has %d input channels, the model %d: the stem conv starts "
-            "from a fresh initialisation, every other layer loads",
-            stem.shape[1],
-            own.shape[1],
-        )
-        state = {**state, "stem.conv.weight": own.detach().clone()}
     return state
 
 

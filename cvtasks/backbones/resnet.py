@@ -27,14 +27,13 @@ stem activation (``act1``, before the max-pool) and the four stages, as timm's `
 does, so decoders get every scale from 1/2 to 1/32.
 
 Module names are torchvision's, which timm's ResNet shares, so both libraries' checkpoints load
-key for key; :func:`_resnet_checkpoint_filter` only re-initialises the stem when ``in_chans``
-differs from the checkpoint's. ``drop_path_rate`` drops residual branches per sample (stochastic
+key for key; only the stem (``stem_weight``) is re-initialised when ``in_chans`` differs from
+the checkpoint's. ``drop_path_rate`` drops residual branches per sample (stochastic
 depth), rising linearly from 0 at the first block to the rate at the last, as in timm.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -42,12 +41,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, load_pretrained
+from cvtasks.backbones.base import Backbone, load_pretrained
 from cvtasks.layers import BasicBlock, Bottleneck, DropPath, make_activation, make_norm
 from cvtasks.layers.norm import NormLayer
 from cvtasks.registry import BACKBONES
-
-log = logging.getLogger(__name__)
 
 STAGE_WIDTHS = (64, 128, 256, 512)  # conv widths per stage; a Bottleneck outputs 4x as many
 STEM_WIDTH = 64
@@ -117,6 +114,8 @@ class ResNet(Backbone):
         ValueError: ``layers`` is not four positive block counts, or a bad ``drop_path_rate``.
     """
 
+    stem_weight = "conv1.weight"
+
     fuse_pairs = (("conv1", "bn1"),)  # the stem, for cvtasks.layers.fuse_batchnorm
     variant: str = "resnet"  # the registered name, set by the variant functions
 
@@ -177,7 +176,7 @@ class ResNet(Backbone):
 
         self._init_weights(zero_init_last)
         if pretrained:
-            load_pretrained(self, pretrained, key_map=_resnet_checkpoint_filter)
+            load_pretrained(self, pretrained)
 
     def _init_weights(self, zero_init_last: bool) -> None:
         # torchvision's and timm's init: He normal on fan-out for every conv, norms at (1, 0),
@@ -202,26 +201,6 @@ class ResNet(Backbone):
             x = layer(x)
             features.append(x)
         return features
-
-
-def _resnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
-    """Keep the model's fresh stem conv when the checkpoint was trained on other input channels.
-
-    torchvision's and timm's ResNet keys equal ours, so every other key passes through unchanged
-    (and ``fc`` of another size is skipped by :func:`load_pretrained`).
-    """
-    weight = state.get("conv1.weight")
-    own = model.conv1.weight
-    if weight is not None and weight.shape[1] != own.shape[1] and weight.shape[0] == own.shape[0]:
-        log.warning(
-            "%s: pretrained conv1.weight has %d input channels, the model %d (in_chans): the "
-            "stem conv1 keeps its random initialisation; every other layer is loaded",
-            getattr(model, "variant", type(model).__name__),
-            weight.shape[1],
-            own.shape[1],
-        )
-        state = {**state, "conv1.weight": own.detach().clone()}
-    return state
 
 
 def _create_resnet(variant: str, **kwargs: Any) -> ResNet:

@@ -41,7 +41,6 @@ torchvision's keys, so its checkpoints load.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -54,8 +53,6 @@ from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_p
 from cvtasks.layers import ConvNormAct, GlobalPool
 from cvtasks.layers.norm import NormLayer
 from cvtasks.registry import BACKBONES
-
-log = logging.getLogger(__name__)
 
 CFGS: dict[str, list[int | str]] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -95,6 +92,7 @@ class VGG(Backbone):
     """
 
     classifier_modules = ("head",)
+    stem_weight = "stages.0.0.conv.weight"
     variant: str = "vgg"  # the registered name, set by _create_vgg
 
     def __init__(
@@ -209,7 +207,6 @@ _TORCHVISION_HEAD = {
     "classifier.3": "head.fc2",
     "classifier.6": "head.fc",
 }
-STEM = "stages.0.0.conv.weight"
 
 
 def _torchvision_names(cfg: Sequence[int | str], has_norm: bool) -> dict[str, str]:
@@ -246,15 +243,6 @@ def _vgg_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
             module, _, leaf = key.rpartition(".")
             renamed[f"{names.get(module, module)}.{leaf}"] = value
         state = renamed
-    stem, own = state.get(STEM), model.state_dict()[STEM]
-    if stem is not None and stem.shape[1] != own.shape[1] and stem.shape[0] == own.shape[0]:
-        log.warning(
-            "pretrained first conv has %d input channels, the model %d (in_chans): its weight "
-            "keeps its random initialisation; every other layer is loaded",
-            stem.shape[1],
-            own.shape[1],
-        )
-        state = {**state, STEM: own.detach().clone()}
     return state
 
 

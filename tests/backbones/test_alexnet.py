@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from cvtasks.backbones import validate_backbone
-from cvtasks.backbones.alexnet import STEM, AlexNet, _alexnet_checkpoint_filter
+from cvtasks.backbones.alexnet import AlexNet, _alexnet_checkpoint_filter
 from cvtasks.registry import BACKBONES
 
 
@@ -97,7 +97,7 @@ def test_other_num_classes_reinitialises_only_the_last_layer(torchvision_alexnet
 
 def test_other_in_chans_reinitialises_only_the_stem(torchvision_alexnet, caplog):
     ref, path = torchvision_alexnet
-    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.alexnet"):
+    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.base"):
         net = BACKBONES.build("alexnet", in_chans=1, num_classes=1000, pretrained=path)
     assert "3 input channels, the model 1" in caplog.text
     assert net.stages[0].conv1.conv.weight.shape == (64, 1, 11, 11)
@@ -127,7 +127,7 @@ def test_stem_filter_leaves_own_layout_alone():
     net = build_meta("alexnet", in_chans=4)
     state = {k: v for k, v in net.state_dict().items()}
     assert _alexnet_checkpoint_filter(state, net) == state
-    assert STEM in state
+    assert AlexNet.stem_weight in state
 
 
 def test_channels_last_forward_backward():

@@ -136,7 +136,7 @@ def test_other_in_chans_restarts_only_the_stem_conv(torchvision_b0, caplog):
     torch.manual_seed(1)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         ours = EfficientNet(in_chans=1, num_classes=1000, pretrained=path)
-    assert "stem conv has 3 input channels, the model 1" in caplog.text
+    assert "stem.conv.weight has 3 input channels, the model 1" in caplog.text
     torch.testing.assert_close(ours.stem.conv.weight, fresh)
     torch.testing.assert_close(ours.stem.bn.running_var, theirs.features[0][1].running_var)
     torch.testing.assert_close(ours.fc.weight, theirs.classifier[1].weight)

@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from cvtasks.backbones import LoadedKeys, load_pretrained, validate_backbone
-from cvtasks.backbones.vgg import STEM, VGG, _vgg_checkpoint_filter
+from cvtasks.backbones.vgg import VGG, _vgg_checkpoint_filter
 from cvtasks.layers import fuse_batchnorm
 from cvtasks.registry import BACKBONES
 
@@ -145,14 +145,14 @@ def test_other_num_classes_skips_only_the_last_layer(vgg16_bn_checkpoint, caplog
 
 def test_other_in_chans_keeps_a_fresh_stem(vgg16_bn_checkpoint, caplog):
     net = build_meta("vgg16_bn", in_chans=1, num_classes=1000)
-    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.vgg"):
+    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.base"):
         keys = load_pretrained(net, vgg16_bn_checkpoint, key_map=_vgg_checkpoint_filter)
     assert keys == LoadedKeys([], [], [])
     assert "3 input channels, the model 1" in caplog.text
     with torch.device("meta"):
         state = torchvision.models.vgg16_bn().state_dict()
     renamed = _vgg_checkpoint_filter(state, net)
-    assert renamed[STEM].shape == (64, 1, 3, 3)
+    assert renamed[VGG.stem_weight].shape == (64, 3, 3, 3)  # the loader keeps the fresh one
     assert renamed["stages.0.0.bn.running_var"] is state["features.1.running_var"]
 
 
