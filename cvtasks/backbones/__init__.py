@@ -4,7 +4,7 @@ Every backbone follows one contract (``forward_features``, ``feature_info``, ``n
 ``forward``), checked by :func:`validate_backbone`; see :mod:`cvtasks.backbones.base`.
 """
 
-from cvtasks.backbones import alexnet, efficientnet, lenet, resnet, timm_adapter, vgg
+from cvtasks.backbones import alexnet, efficientnet, googlenet, lenet, resnet, timm_adapter, vgg
 from cvtasks.backbones.base import (
     Backbone,
     LoadedKeys,
@@ -19,6 +19,7 @@ __all__ = [
     "alexnet",
     "check_feature_info",
     "efficientnet",
+    "googlenet",
     "lenet",
     "load_pretrained",
     "resnet",

@@ -215,11 +215,13 @@ class GoogLeNet(Backbone):
             load_pretrained(self, pretrained, key_map=_refuse_torchvision_googlenet)
 
     def _init_weights(self, root: nn.Module | None = None) -> None:
-        # He init keeps the signal through 22 ReLU layers even without BN (norm_layer=None); the
+        # He init over the fan-in keeps the activations' scale through 22 ReLU layers even
+        # without BN (norm_layer=None, or eval before BN has statistics): the fan-out variant
+        # blows up 100x here, as the 1x1 reductions have far fewer outputs than inputs. The
         # linear layers start small, as torchvision's GoogLeNet, so the first logits are even.
         for module in (self if root is None else root).modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
