@@ -1,13 +1,23 @@
-"""``python -m cvtasks <command>``: ``train`` (same as train.py), ``list`` or ``summary``."""
+"""``python -m cvtasks <command>``: ``train`` (same as train.py), ``predict``, ``evaluate``,
+``export``, ``features``, ``list`` or ``summary``."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+#: commands that compose a Hydra config (key=value arguments), and their cvtasks.cli module.
+HYDRA_COMMANDS = {name: name for name in ("train", "predict", "evaluate", "export", "features")}
 
 USAGE = """usage: python -m cvtasks <command> [args]
 
 commands:
   train key=value ...                 train a task (same as python train.py)
+  predict ckpt=PATH input=FILE|DIR|GLOB output=DIR   predictions.jsonl + pictures
+  evaluate ckpt=PATH [data=NAME]      test metrics (metrics.json) and plots
+  export ckpt=PATH format=onnx|torchscript|torch_export output=FILE
+  features backbone=NAME|ckpt=PATH image=FILE [layer=NAME] [channels=[..]] [images=DIR] output=DIR
+                                      a layer's channel activations and top input patches
   list backbones|heads|tasks|datasets|plugins [PATTERN]
   summary BACKBONE [INPUT_SIZE]       per-layer output shapes and parameters
 """
@@ -20,11 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    if command == "train":
-        from cvtasks.cli.train import main as train_main
-
+    if command in HYDRA_COMMANDS:
+        module = importlib.import_module(f"cvtasks.cli.{HYDRA_COMMANDS[command]}")
         sys.argv = [sys.argv[0], *rest]
-        train_main()
+        module.main()
         return 0
     if command == "list" and rest:
         from cvtasks.cli.listing import list_lines

@@ -27,6 +27,8 @@ def test_every_group_option_composes(compose_train, group, option):
         overrides.append("data.root=/some/images")
     if group == "backbone" and option == "custom":
         overrides.append("backbone.name=my_net")
+    if group == "hparams_search" and option == "optuna":  # the `sweep` extra
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = compose_train(*overrides)
     cfg.paths.output_dir = "/tmp/run"  # Hydra sets it inside a run; everything else resolves
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
@@ -51,7 +53,7 @@ def test_bad_group_choice_lists_options_and_closest_match():
         check_group_choices(["trainer=ddp_cpux"], [CONFIG_DIR])
     msg = str(err.value)
     assert "trainer=ddp_cpux" in msg and "Did you mean: ddp_cpu" in msg
-    assert "cpu, ddp, ddp_cpu, default, gpu" in msg
+    assert "cpu, ddp, ddp_cpu, ddp_multinode, default, fsdp, gpu" in msg
 
 
 @pytest.mark.parametrize("arg", ["task=segmentaton", "backbone=lenet", "data=digit"])
@@ -73,3 +75,45 @@ def test_good_and_non_group_arguments_pass():
         ],
         [CONFIG_DIR],
     )
+
+
+def test_multinode_and_fsdp_trainers(compose_train):
+    from hydra.utils import instantiate
+    from pytorch_lightning.strategies import FSDPStrategy
+
+    multi = compose_train("trainer=ddp_multinode", "trainer.num_nodes=4").trainer
+    assert multi.strategy == "ddp" and multi.num_nodes == 4 and multi.devices == -1
+    fsdp = compose_train("trainer=fsdp").trainer
+    strategy = instantiate(fsdp.strategy)
+    assert isinstance(strategy, FSDPStrategy) and fsdp.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["task.optimizer.lr=-0.01"], "task.optimizer.lr=-0.01: must be a number > 0"),
+        (["trainer.precision=bf17"], "trainer.precision='bf17': must be one of"),
+        (["data.batch_size=0"], "data.batch_size=0: must be an integer >= 1"),
+        (["callbacks.nonfinite_loss.action=ignore"], "must be stop (end the run"),
+        (
+            ["task=segmentation", "data.image_size=50"],
+            "data.image_size=50: task segmentation needs a size divisible by 32",
+        ),
+    ],
+)
+def test_invalid_values_name_key_value_and_what_is_allowed(compose_train, overrides, expected):
+    from cvtasks.schema import validate_config
+
+    cfg = compose_train(*overrides)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert expected in str(err.value)
+    if "precision" in expected:
+        assert "bf16-mixed" in str(err.value)
+
+
+def test_valid_configs_pass(compose_train):
+    from cvtasks.schema import validate_config
+
+    for overrides in ([], ["task=segmentation"], ["trainer=ddp_cpu"], ["trainer=fsdp"]):
+        validate_config(compose_train(*overrides))

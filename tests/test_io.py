@@ -4,7 +4,7 @@ import pickle
 import pytest
 import torch
 
-from cvtasks.io import atomic_open, load_tensors, write_json
+from cvtasks.io import atomic_open, load_tensors, save_torch_atomic, write_json
 
 
 def test_write_json_round_trip_and_no_temp_files_left(tmp_path):
@@ -51,3 +51,48 @@ def test_load_tensors_refuses_arbitrary_pickles(tmp_path):
 def test_load_tensors_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.pth"):
         load_tensors(tmp_path / "nope.pth")
+
+
+SAVER = """
+import sys, torch
+from cvtasks.io import save_torch_atomic
+path, n = sys.argv[1], 0
+while True:  # bigger and bigger checkpoints, so a kill lands mid-write
+    n += 1
+    save_torch_atomic({"step": n, "w": torch.full((200_000 + 1000 * n,), float(n))}, path)
+    print(n, flush=True)
+"""
+
+
+def test_killed_mid_save_never_leaves_half_a_checkpoint(tmp_path):
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "last.ckpt"
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER)
+    rng = random.Random(0)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # one complete save happened
+        time.sleep(rng.uniform(0.0, 0.3))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        state = torch.load(path, weights_only=True)  # always complete: never a torn file
+        assert torch.all(state["w"] == float(state["step"]))
+    save_torch_atomic({"x": torch.zeros(1)}, path)  # the next save cleans up orphaned temps
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_torch_load_safe_refuses_code_on_unpickling(tmp_path):
+    from cvtasks.io import torch_load_safe
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": Payload()}, path)
+    with pytest.raises(ValueError, match=r"refusing to load .*can run code"):
+        torch_load_safe(path)

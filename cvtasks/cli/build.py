@@ -13,11 +13,12 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from cvtasks.registry import DATASETS, TASKS
 from cvtasks.tasks.base import TaskModule
+from cvtasks.training.checkpoint_io import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 
 #: what a data module may tell the task it feeds (when the task's constructor takes it).
-DATA_TO_TASK_KEYS = ("num_classes", "class_names")
+DATA_TO_TASK_KEYS = ("num_classes", "class_names", "num_keypoints", "keypoint_names", "skeleton")
 
 
 def to_dict(cfg: DictConfig | dict | None) -> dict[str, Any]:
@@ -76,9 +77,15 @@ def instantiate_group(cfg: DictConfig | None) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    """The Lightning Trainer of ``cfg.trainer`` with the configured callbacks and loggers."""
+    """The Lightning Trainer of ``cfg.trainer`` with the configured callbacks and loggers.
+
+    Checkpoints always go through :class:`AtomicCheckpointIO` (temp file + rename, loading with
+    ``weights_only=True``), added to the trainer's ``plugins`` (e.g. a ``SLURMEnvironment``).
+    """
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # the learning-rate monitor writes through a logger and refuses to run without
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = [instantiate(node) for node in cfg.trainer.get("plugins") or []]
+    plugins.append(AtomicCheckpointIO())
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)

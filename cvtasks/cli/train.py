@@ -18,13 +18,22 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from cvtasks import __version__, plugins
 from cvtasks.cli.build import build_datamodule, build_task, build_trainer
+from cvtasks.cli.common import ConfigInCheckpoint
 from cvtasks.config import CONFIG_DIR, ConfigError, check_group_choices, setup_hydra
 from cvtasks.io import atomic_open, write_json
+from cvtasks.schema import validate_config
+from cvtasks.training.callbacks import SaveOnSigterm
+from cvtasks.training.faults import REPORTED, is_out_of_memory, out_of_memory_message
+from cvtasks.training.resume import checkpoints_in, newest, resolve_overrides
 
 log = logging.getLogger(__name__)
+
+#: exit status of a run stopped by SIGTERM after saving its checkpoint (128 + SIGTERM, as a shell)
+SIGTERM_EXIT = 143
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -39,16 +48,30 @@ def train(cfg: DictConfig) -> float | None:
     """
     start = time.perf_counter()
     plugins.load(list(cfg.get("plugins") or []))
+    validate_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
     module = build_task(cfg, datamodule)
     trainer = build_trainer(cfg)
+    trainer.callbacks.append(ConfigInCheckpoint(cfg))  # what predict/evaluate/export rebuild from
     run_dir = Path(cfg.paths.output_dir)
+    ckpt_path = _resume_path(cfg.get("ckpt_path"), run_dir)
     if trainer.is_global_zero:
-        with atomic_open(run_dir / "config.yaml") as f:
+        # a resumed run keeps the first config.yaml and writes its own beside it
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = "config.yaml" if ckpt_path is None else f"config.resumed-{stamp}.yaml"
+        with atomic_open(run_dir / name) as f:
             f.write(OmegaConf.to_yaml(cfg, resolve=True))
+    if ckpt_path is not None:
+        log.info("resuming from %s into %s", ckpt_path, run_dir)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:
+        saved = next((c.saved_to for c in trainer.callbacks if isinstance(c, SaveOnSigterm)), None)
+        where = f"checkpoint saved to {saved}; " if saved else ""
+        log.warning("stopped by SIGTERM: %sresume with ckpt_path=last", where)
+        raise SystemExit(SIGTERM_EXIT) from None
     results = {**_split_metrics(trainer, "train/"), **_split_metrics(trainer, "val/")}
     checkpoint = trainer.checkpoint_callback
     best = _best_checkpoint(checkpoint)
@@ -76,6 +99,18 @@ def train(cfg: DictConfig) -> float | None:
         write_json(run_dir / "metrics.json", summary)
         print_summary(run_dir, results)
     return monitored
+
+
+def _resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``ckpt_path`` as Lightning takes it; ``last`` means this run folder's newest checkpoint.
+
+    (``python train.py ckpt_path=last`` has already been pointed at a file and its run folder by
+    :func:`main`; this covers :func:`train` called with a composed config.)
+    """
+    if ckpt_path != "last":
+        return ckpt_path
+    found = newest(checkpoints_in(run_dir))
+    return None if found is None else str(found)
 
 
 def _split_metrics(trainer: pl.Trainer, prefix: str) -> dict[str, float]:
@@ -136,14 +171,41 @@ def print_summary(run_dir: Path, results: dict[str, float]) -> None:
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    try:
+        return train(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except REPORTED as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        print(f"error: {out_of_memory_message(err, cfg)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def resume_overrides(overrides: list[str]) -> list[str]:
+    """Point ``ckpt_path=last|PATH`` at a checkpoint file and its run folder (see ``resume``)."""
+    if not any(a.lstrip("+").startswith("ckpt_path=") for a in overrides) or any(
+        a in ("-m", "--multirun") for a in overrides
+    ):
+        return overrides
+    from hydra import compose, initialize_config_dir
+
+    plain = [a for a in overrides if not a.startswith(("hydra.", "-"))]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=plain)
+    return resolve_overrides(overrides, Path(cfg.paths.log_dir), str(cfg.task.name))
 
 
 def main() -> None:
-    """Console entry point: check the group choices, then hand over to Hydra."""
+    """Console entry point: check the group choices, resolve a resume, then hand over to Hydra."""
     setup_hydra()
     try:
         check_group_choices(sys.argv[1:])
+        sys.argv[1:] = resume_overrides(sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

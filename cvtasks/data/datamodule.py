@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,11 +11,26 @@ import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
+from cvtasks.data.resumable import resumable_loader
 from cvtasks.data.transforms import build_pipeline, parse_image_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ON_BAD_IMAGE = ("error", "skip")
+
+
+def auto_workers(max_workers: int = 8) -> int:
+    """Data-loading workers for this process: its cores shared by the node's GPUs, minus one.
+
+    One core per process stays with the training loop (it feeds the GPU and runs the optimizer);
+    more than ``max_workers`` rarely helps and costs memory (each worker holds a dataset copy).
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    per_process = cores // max(1, torch.cuda.device_count())
+    return max(0, min(max_workers, per_process - 1))
 
 
 def check_choice(key: str, value: Any, choices: Sequence[Any]) -> None:
@@ -64,10 +80,13 @@ class VisionDataModule(pl.LightningDataModule):
 
     Args:
         batch_size: samples per batch, per process.
-        num_workers: DataLoader worker processes; 0 loads in the main process.
+        num_workers: DataLoader worker processes; 0 loads in the main process; ``"auto"``:
+            the cores this process may use, shared by the GPUs of the node, less one for the
+            training loop, at most 8 (see :func:`auto_workers`).
         pin_memory: pin batches in page-locked memory; ``None`` means "when CUDA is available".
         persistent_workers: keep workers alive between epochs (only used when
             ``num_workers > 0``).
+        prefetch_factor: batches each worker loads ahead (only used when ``num_workers > 0``).
         image_size: output size, an int or ``(height, width)``.
         mean: per-channel mean of pixel values in [0, 1], for normalization.
         std: per-channel standard deviation, same scale.
@@ -81,9 +100,10 @@ class VisionDataModule(pl.LightningDataModule):
         self,
         *,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
+        prefetch_factor: int = 2,
         image_size: int | Sequence[int] = 32,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -94,13 +114,21 @@ class VisionDataModule(pl.LightningDataModule):
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"data.batch_size must be a positive int, got {batch_size!r}")
+        if num_workers == "auto":
+            num_workers = auto_workers()
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"data.num_workers must be an int >= 0, got {num_workers!r}")
+            raise ValueError(f"data.num_workers must be an int >= 0 or auto, got {num_workers!r}")
+        bad_prefetch = isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int)
+        if bad_prefetch or prefetch_factor < 1:
+            raise ValueError(
+                f"data.prefetch_factor must be a positive int, got {prefetch_factor!r}"
+            )
         check_choice("data.on_bad_image", on_bad_image, ON_BAD_IMAGE)
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and num_workers > 0
+        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
         self.image_size = parse_image_size(image_size)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
@@ -182,14 +210,17 @@ class VisionDataModule(pl.LightningDataModule):
                 f"{type(self).__name__} has no {split} dataset: call setup() first "
                 "(the Trainer does this), or the data source has no such split."
             )
-        return DataLoader(
+        # resumable mid-epoch, shuffled from (seed, epoch), evaluated exactly once under DDP
+        return resumable_loader(
             dataset,
-            batch_size=self.batch_size,
             shuffle=shuffle,
+            trainer=self.trainer,
+            batch_size=self.batch_size,
             drop_last=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            prefetch_factor=self.prefetch_factor,
             collate_fn=DropBadSamples(self.empty_batch()),
             worker_init_fn=seed_worker if self.num_workers else None,
         )

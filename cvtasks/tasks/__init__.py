@@ -1,7 +1,10 @@
 """Tasks: one LightningModule per task kind, registered in ``TASKS``."""
 
-from cvtasks.tasks import classification
+from cvtasks.tasks import classification, localization
 from cvtasks.tasks.base import TaskModule
 from cvtasks.tasks.classification import ClassificationTask
+from cvtasks.tasks.landmarks import LandmarksTask  # noqa: F401 -- registers "landmarks"
+from cvtasks.tasks.segmentation import SegmentationTask  # noqa: F401 -- registers "segmentation"
+from cvtasks.tasks.siamese import SiameseTask  # noqa: F401 -- registers "siamese"
 
-__all__ = ["ClassificationTask", "TaskModule", "classification"]
+__all__ = ["ClassificationTask", "TaskModule", "classification", "localization"]

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from torch import nn
 from torchmetrics import MetricCollection
 
 from cvtasks.backbones import validate_backbone
 from cvtasks.registry import BACKBONES, HEADS
+from cvtasks.tasks import speed
+from cvtasks.tasks.speed import check_compile
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SCHEDULERS = ("cosine", "step", "constant")
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {
@@ -75,13 +76,33 @@ def build_backbone(backbone: nn.Module | Mapping[str, Any]) -> nn.Module:
     return module
 
 
-def check_compile(value: Any) -> bool | str:
-    """Validate the ``compile`` switch: false, true, or one of :data:`COMPILE_MODES`."""
-    if isinstance(value, bool) or value is None:
-        return bool(value)
-    if isinstance(value, str) and value in COMPILE_MODES:
-        return value
-    raise ValueError(f"compile={value!r} is not allowed; use false, true or one of {COMPILE_MODES}")
+def without_compute_groups(metrics: MetricCollection) -> MetricCollection:
+    """The same metrics, each keeping its own state.
+
+    torchmetrics merges metrics whose states agree after the first batch into one compute group
+    and from then on computes all of them from one state. States can agree by coincidence: top-1
+    and top-5 counts are equal on a batch where every image is right, and macro F1 was then
+    computed from the top-5 counts. The states are small, so nothing is shared.
+    """
+    members = dict(metrics.items(keep_base=True, copy_state=False))
+    return MetricCollection(members, compute_groups=False)
+
+
+def class_names_for(
+    num_classes: int, class_names: Sequence[str] | None, first: int = 0
+) -> list[str]:
+    """``class_names`` checked against ``num_classes``, or ``"first"``, ``"first + 1"``, ...
+
+    Raises:
+        ValueError: ``num_classes`` below 1, or a name list of another length.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if class_names is None or len(class_names) == 0:
+        return [str(i) for i in range(first, first + num_classes)]
+    if len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+    return [str(name) for name in class_names]
 
 
 class TaskModule(pl.LightningModule, metaclass=ABCMeta):
@@ -93,8 +114,10 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         head: head config ``{"name": ..., **kwargs}``; built with the backbone's ``feature_info``.
         optimizer: a Hydra partial config of a ``torch.optim`` class (``_target_``, ``_partial_``).
         scheduler: ``{"name": "cosine"|"step"|"constant", "warmup_epochs": float, ...}``.
-        compile: compile the network in place (``nn.Module.compile``) with this mode.
-        channels_last: keep weights and inputs in channels-last memory format.
+        compile: compile the network in place (``nn.Module.compile``) with this mode;
+            ``"auto"``: on a CUDA device only (see :mod:`cvtasks.tasks.speed`).
+        channels_last: keep weights and inputs in channels-last memory format (``"auto"``: on
+            a CUDA device only).
     """
 
     #: the validation metric the run monitors (checkpoints, sweeps), and whether higher is better.
@@ -120,14 +143,14 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
                 f"use one of {SCHEDULERS}"
             )
         self.compile_mode = check_compile(compile)
-        self.channels_last = bool(channels_last)
+        self.channels_last = speed.check_switch("channels_last", channels_last)
         net = build_backbone(backbone)
         head_cfg = dict(head)
         head_module = HEADS.build(
             head_cfg.pop("name"), feature_info=net.feature_info, **head_cfg, **(head_kwargs or {})
         )
         self.net = TaskNetwork(net, head_module)
-        metrics = self.make_metrics()
+        metrics = without_compute_groups(self.make_metrics())
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
@@ -165,11 +188,25 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         """The task head."""
         return self.net.head
 
+    @property
+    def run_device(self) -> torch.device:
+        """The device the Trainer runs this module on (before it has been moved there)."""
+        trainer = self._trainer
+        return trainer.strategy.root_device if trainer is not None else self.device
+
     def configure_model(self) -> None:
-        """Apply ``channels_last`` and ``compile`` once, in place, so state-dict keys stay clean."""
+        """Apply ``channels_last`` and ``compile`` once, in place, so state-dict keys stay clean.
+
+        ``auto`` values are settled here, for the Trainer's device; on CUDA, TF32 is enabled.
+        """
         if self._configured:
             return
         self._configured = True
+        device = self.run_device
+        self.channels_last = bool(speed.resolve(self.channels_last, device))
+        self.compile_mode = speed.resolve(self.compile_mode, device)
+        if device.type == "cuda":
+            speed.enable_cuda_fast_math()
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_mode:
@@ -178,7 +215,7 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
 
     def forward(self, images: torch.Tensor) -> Any:
         """Raw head outputs (logits, boxes, …) for normalized images ``[B, 3, H, W]``."""
-        if self.channels_last:
+        if self.channels_last is True:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
@@ -196,7 +233,7 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
             )
         images = batch["image"]
         if images.shape[0] == 0:  # every image of the batch was unreadable and skipped
-            return None
+            return self._empty_batch_loss(split)
         outputs = self(images)
         aux: list[torch.Tensor] = []
         if isinstance(outputs, WithAux):
@@ -219,6 +256,13 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         self.log_dict(metrics[split], on_step=False, on_epoch=True, prog_bar=split == "val")
         self.after_step(outputs, batch, split)
         return loss
+
+    def _empty_batch_loss(self, split: str) -> torch.Tensor | None:
+        """``None`` skips an empty training batch, but not under DDP: there the other processes
+        wait in the gradient all-reduce, so every parameter gets a zero gradient instead."""
+        if split != "train" or self.trainer.world_size == 1:
+            return None
+        return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
 
     def aux_loss(self, aux: list[torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Loss of auxiliary outputs; a task that enables them overrides this."""
@@ -259,6 +303,7 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         """Optimizer from the Hydra partial config; per-step warmup + cosine/step/constant."""
         cfg = dict(self.optimizer_cfg)
         weight_decay = float(cfg.pop("weight_decay", 0.0))
+        speed.add_fused(cfg, get_class(cfg["_target_"]), self.run_device)
         optimizer = instantiate(cfg)(self.parameter_groups(weight_decay))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)

@@ -16,7 +16,7 @@ from torchmetrics.classification import (
 )
 
 from cvtasks.registry import TASKS
-from cvtasks.tasks.base import TaskModule
+from cvtasks.tasks.base import TaskModule, class_names_for
 
 
 @TASKS.register("classification")
@@ -51,8 +51,7 @@ class ClassificationTask(TaskModule):
     ) -> None:
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
+        names = class_names_for(num_classes, class_names)
         self.num_classes = int(num_classes)
         super().__init__(
             backbone,
@@ -62,9 +61,7 @@ class ClassificationTask(TaskModule):
         )
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.label_smoothing = float(label_smoothing)
-        self.class_names = (
-            list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        )
+        self.class_names = names
         self.top_k = max(1, min(int(top_k), self.num_classes))
         self.test_confusion = MulticlassConfusionMatrix(num_classes=self.num_classes)
         if aux_weight < 0:

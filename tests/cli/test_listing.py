@@ -23,12 +23,18 @@ def test_pattern_filters():
     assert [line.split()[0] for line in list_lines("heads", "ml*")] == ["mlp"]
 
 
-def test_plugins_listing_shows_installed_and_failed(monkeypatch, tmp_path):
-    (tmp_path / "cvt_list_bad.py").write_text("raise ImportError('missing dependency')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    eps = [EntryPoint(name="bad", value="cvt_list_bad", group=plugins.ENTRY_POINT_GROUP)]
+def fake_entry_point(monkeypatch, folder, name: str, module: str, source: str) -> None:
+    """Make ``module`` (written from ``source``) the one installed entry point, as ``name``."""
+    (folder / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    eps = [EntryPoint(name=name, value=module, group=plugins.ENTRY_POINT_GROUP)]
     monkeypatch.setattr(plugins, "plugin_entry_points", lambda: eps)
     monkeypatch.setattr(plugins, "_entry_point_report", None)
+
+
+def test_plugins_listing_shows_installed_and_failed(monkeypatch, tmp_path):
+    source = "raise ImportError('missing dependency')\n"
+    fake_entry_point(monkeypatch, tmp_path, "bad", "cvt_list_bad", source)
     lines = list_lines("plugins")
     assert lines[0].startswith("bad") and "cvt_list_bad" in lines[0]
     assert "FAILED: missing dependency" in lines[1]
@@ -41,3 +47,27 @@ def test_unknown_kind():
 
 def test_describe_without_docstring():
     assert describe(lambda: None) == ""
+
+
+def test_backbone_lines_end_with_the_docstring_summary():
+    lines = list_lines("backbones", "resnet1*")
+    assert lines[0].rstrip().endswith("description")
+    resnet18 = next(line for line in lines if line.startswith("resnet18"))
+    assert resnet18.endswith(
+        "ResNet-18: ResBasicBlock x (2, 2, 2, 2), 11.7M parameters with 1000 classes."
+    )
+    starts = {line.index("ResNet-1") for line in lines if line.startswith("resnet1")}
+    assert len(starts) == 1  # one description column
+
+
+def test_describe_shows_rst_markup_as_text():
+    def documented():
+        """``K`` points from :class:`AttentionBoxHead` and :func:`~cvtasks.ops.pool`."""
+
+    assert describe(documented) == "K points from AttentionBoxHead and cvtasks.ops.pool."
+
+
+def test_plugins_listing_shows_the_module_summary(monkeypatch, tmp_path):
+    source = '"""Adds the good_net backbone."""\n'
+    fake_entry_point(monkeypatch, tmp_path, "good", "cvt_list_good", source)
+    assert list_lines("plugins") == [f"{'good':24s} cvt_list_good  Adds the good_net backbone."]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-import cvtasks.data.builtin.digits as digits_module
+from cvtasks.data import cache as cache_module
 from cvtasks.data.builtin.digits import DIGITS_DIR, digits, write_digits
 
 
@@ -78,7 +78,7 @@ def test_lost_race_keeps_the_winner(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (tmp_path / DIGITS_DIR / "winner").mkdir(parents=True)
         return folder
 
-    monkeypatch.setattr(digits_module.tempfile, "mkdtemp", mkdtemp_then_other_process_finishes)
+    monkeypatch.setattr(cache_module.tempfile, "mkdtemp", mkdtemp_then_other_process_finishes)
     result = write_digits(tmp_path)
     assert result == tmp_path / DIGITS_DIR
     assert [p.name for p in result.iterdir()] == ["winner"]

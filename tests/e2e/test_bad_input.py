@@ -13,7 +13,10 @@ pytestmark = pytest.mark.slow
         (["task=clasification"], ["task=clasification", "Did you mean: classification"]),
         (["backbone=lenet"], ["Did you mean: lenet5", "Available backbone options"]),
         (["data=digit"], ["Did you mean: digits"]),
-        (["trainer=ddp-cpu"], ["Did you mean: ddp_cpu", "cpu, ddp, ddp_cpu, default, gpu"]),
+        (
+            ["trainer=ddp-cpu"],
+            ["Did you mean: ddp_cpu", "cpu, ddp, ddp_cpu, ddp_multinode, default, fsdp, gpu"],
+        ),
     ],
 )
 def test_unknown_group_choice(run_train, args, expected):

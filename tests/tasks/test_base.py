@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from cvtasks.tasks.base import check_compile, lr_schedule
+from cvtasks.tasks.base import class_names_for, lr_schedule
 from cvtasks.tasks.classification import ClassificationTask
+from cvtasks.tasks.speed import check_compile
 
 
 class TinyBackbone(nn.Module):
@@ -76,3 +77,13 @@ def test_channels_last_and_compile_keep_state_dict_keys():
     assert conv.is_contiguous(memory_format=torch.channels_last)
     out = task(torch.randn(2, 3, 16, 16))  # compiled forward on a tiny model
     assert out.shape == (2, 4)
+
+
+def test_class_names_are_checked_and_default_to_indices():
+    assert class_names_for(3, None) == ["0", "1", "2"]
+    assert class_names_for(2, None, first=1) == ["1", "2"]
+    assert class_names_for(2, ("cat", "dog")) == ["cat", "dog"]
+    with pytest.raises(ValueError, match="3 class names given for 2 classes"):
+        class_names_for(2, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        class_names_for(0, None)

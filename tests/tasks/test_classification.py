@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_f1_score
 
 from cvtasks.tasks.classification import ClassificationTask
 from tests.tasks.test_base import TinyBackbone
@@ -128,3 +129,20 @@ def test_aux_weight_zero_builds_no_auxiliary_classifier():
     assert not hasattr(task.backbone, "aux_head")
     task.train()
     assert task(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_metrics_keep_their_own_state_when_the_first_batch_is_all_right():
+    # top-1 and top-5 counts agree on a perfect batch; a shared compute group would then report
+    # macro F1 from the top-5 counts (1.0) for the whole split.
+    task = ClassificationTask(backbone={"name": "lenet5"}, num_classes=10)
+    metrics = task.test_metrics
+    target = torch.arange(10).repeat(2)
+    perfect = torch.nn.functional.one_hot(target, 10).float()
+    metrics.update(perfect, target)
+    wrong = torch.roll(perfect, 1, dims=1) + 0.5 * perfect  # target second: wrong, in top 5
+    metrics.update(wrong, target)
+    result = {k: float(v) for k, v in metrics.compute().items()}
+    assert result["test/acc"] == pytest.approx(0.5)
+    assert result["test/acc_top5"] == pytest.approx(1.0)
+    expected = multiclass_f1_score(torch.cat([perfect, wrong]), target.repeat(2), 10)
+    assert result["test/f1_macro"] == pytest.approx(float(expected))

@@ -3,4 +3,11 @@
 Each module registers its DataModule factory in ``DATASETS`` when imported.
 """
 
-from cvtasks.data.builtin import digits  # noqa: F401 -- imported to register "digits"
+from cvtasks.data.builtin import (  # noqa: F401 -- imported to register them
+    digits,
+    digits_identities,
+    digits_localization,
+    synthetic_identities,
+)
+from cvtasks.data.builtin.shapes import ShapesDataModule  # noqa: F401 -- registers "shapes"
+from cvtasks.data.builtin.synthetic_faces import SyntheticFacesDataModule  # noqa: F401

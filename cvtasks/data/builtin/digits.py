@@ -9,15 +9,13 @@ ImageFolder layout ``<root>/digits-v1/{train,val,test}/<digit>/<index>.png`` and
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from cvtasks.data.cache import default_cache_dir
+from cvtasks.data.cache import default_cache_dir, write_once
 from cvtasks.data.image_folder import ImageFolderDataModule, stratified_split
 from cvtasks.registry import DATASETS
 
@@ -52,23 +50,15 @@ def write_digits(root: str | os.PathLike[str]) -> Path:
     by_class = {str(c): [int(i) for i in np.flatnonzero(digits.target == c)] for c in range(10)}
     splits = stratified_split(by_class, DIGITS_SPLIT, DIGITS_SEED)
 
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DIGITS_DIR}.", suffix=".tmp", dir=final.parent))
-    try:
+    def fill(folder: Path) -> None:
         for split, classes in splits.items():
             for name, indices in classes.items():
-                folder = tmp / split / name
-                folder.mkdir(parents=True)
+                (folder / split / name).mkdir(parents=True)
                 for i in indices:
-                    Image.fromarray(pixels[i]).save(folder / f"{i:04d}.png", format="PNG")
-        try:
-            tmp.rename(final)
-        except OSError:
-            if not final.is_dir():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the rename succeeded
-    return final
+                    path = folder / split / name / f"{i:04d}.png"
+                    Image.fromarray(pixels[i]).save(path, format="PNG")
+
+    return write_once(final, fill)
 
 
 class DigitsDataModule(ImageFolderDataModule):

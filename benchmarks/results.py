@@ -1,0 +1,54 @@
+"""Environment description and the writers of ``benchmarks/RESULTS.md`` and JSON results."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = (
+    "# Benchmark results\n\nWritten by the scripts in this folder (`--results TITLE`); "
+    "regenerate, don't hand-edit. Each section is replaced when its script runs again.\n"
+)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Device, versions, date: what a figure needs next to it."""
+    import pytorch_lightning
+    import timm
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = (
+            f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        )
+    env = {
+        "device": name,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch": torch.__version__,
+        "lightning": pytorch_lightning.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+    }
+    env["summary"] = (
+        f"{env['device']} ({env['cores']} cores); torch {env['torch']}, Lightning "
+        f"{env['lightning']}, timm {env['timm']}, Python {env['python']}; {env['date']}"
+    )
+    return env
+
+
+def write_section(title: str, env: dict[str, Any], settings: str, body: str, command: str) -> None:
+    """Replace (or append) the ``## title`` section of RESULTS.md."""
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    section = f"## {title}\n\n{env['summary']}\n\n`{command}`\n\n{settings}\n\n{body.rstrip()}\n\n"
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
+    RESULTS.write_text(re.sub(r"\n{3,}", "\n\n", text))

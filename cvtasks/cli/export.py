@@ -1,0 +1,235 @@
+"""``python -m cvtasks export ckpt=PATH format=onnx|torchscript|torch_export output=FILE``.
+
+The exported graph is the task network with BatchNorm folded into its convolutions, taking
+normalized images ``float32 [N, 3, H, W]`` with a dynamic batch axis ``N``. Its outputs are the
+task's raw tensors by name: ``logits`` (classification, segmentation at input size),
+``logits`` + ``box`` (localization, boxes ``cx, cy, w, h`` in [0, 1]), ``keypoints`` (in [0, 1])
++ ``confidence`` (landmarks, decoded from the head), ``embedding`` (siamese). The
+pre-processing and names (image size, mean, std, class and keypoint names, ...) go into the ONNX
+file's ``metadata_props``, or into ``FILE.json`` beside a TorchScript or torch.export file.
+With ``check=true`` the exported model is run on random input against PyTorch (onnxruntime for
+ONNX) and must agree within ``atol``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from cvtasks.cli.common import TrainedModel, load_trained, run_command
+from cvtasks.config import CONFIG_DIR, setup_hydra
+from cvtasks.inference import optimize_network
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt", "torch_export": ".pt2"}
+
+
+class ExportError(ValueError):
+    """A model that the chosen format cannot express; the message names the operator."""
+
+
+class ExportedNetwork(nn.Module):
+    """The task's forward pass as a module of tensors in, a tuple of named tensors out.
+
+    Args:
+        task: the task module (its network already folded and in eval mode).
+        image_size: ``(height, width)`` of the network input.
+    """
+
+    def __init__(self, task: nn.Module, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        # The network is the one submodule (its parameters are the graph's); the task module
+        # only routes the call (segmentation's resize, landmarks' decoding) and stays outside the
+        # module tree, so tracers never walk a LightningModule's trainer-bound properties.
+        self.net = task.net
+        self.__dict__["task"] = task
+        self.decode = hasattr(task.head, "decode")  # heatmaps or coordinates -> points
+        self.example = torch.rand(2, 3, *image_size)  # 2: torch.export treats 0 and 1 as fixed
+        with torch.no_grad():
+            outputs = task(self.example)
+        if self.decode:
+            self.output_names = ["keypoints", "confidence"]
+        elif isinstance(outputs, Mapping):
+            self.output_names = list(outputs)
+        else:
+            self.output_names = ["embedding" if hasattr(task, "cross_score") else "logits"]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The named outputs, in :attr:`output_names` order."""
+        outputs = self.task(images)
+        if self.decode:
+            return tuple(self.task.head.decode(outputs))
+        if isinstance(outputs, Mapping):
+            return tuple(outputs[name] for name in self.output_names)
+        return (outputs,)
+
+
+def exportable(model: TrainedModel) -> ExportedNetwork:
+    """The checkpoint's network, BatchNorm folded, in eval mode on the CPU, ready to export."""
+    task = model.task
+    task.net = optimize_network(task.net, torch.device("cpu"))
+    return ExportedNetwork(task.eval(), model.image_size).eval()
+
+
+def operator_of(err: BaseException) -> str | None:
+    """The operator an exporter failed on, read from its error message (``None``: not named)."""
+    text = "\n".join(str(e) for e in _chain(err))
+    for pattern in (
+        r"op='([\w.:]+)'",
+        r"target=torch\.ops\.([\w.]+)",
+        r"(aten::\w+)",
+        r"(aten\.\w+(?:\.\w+)?)",
+    ):
+        if found := re.search(pattern, text):
+            return found.group(1)
+    return None
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
+def _failed(fmt: str, err: Exception) -> ExportError:
+    operator = operator_of(err)
+    others = ", ".join(f for f in FORMATS if f != fmt)
+    what = f"operator {operator} is not supported" if operator else "the model is not supported"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ExportError(
+        f"cannot export to {fmt}: {what} by the {fmt} exporter ({first}). Replace that "
+        f"operation in the model, or try another format ({others})."
+    )
+
+
+def batch_dim() -> dict[str, dict[int, Any]]:
+    """The dynamic batch axis of the ``images`` input."""
+    return {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
+
+
+def export_onnx(net: ExportedNetwork, path: Path, meta: dict[str, Any], opset: int) -> None:
+    """Write an ONNX file with ``meta`` in its ``metadata_props``."""
+    import onnx
+
+    try:
+        program = torch.onnx.export(
+            net,
+            (net.example,),
+            input_names=["images"],
+            output_names=net.output_names,
+            dynamic_shapes=batch_dim(),
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    except Exception as err:
+        raise _failed("onnx", err) from err
+    program.save(str(path), external_data=False)
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        proto.metadata_props.add(key=key, value=text)
+    onnx.save(proto, str(path))
+    onnx.checker.check_model(str(path))
+
+
+def export_torchscript(net: ExportedNetwork, path: Path, meta: dict[str, Any]) -> None:
+    """Write a traced TorchScript file (``meta`` also in its ``extra_files``)."""
+    try:
+        traced = torch.jit.trace(net, net.example, check_trace=False)
+    except Exception as err:
+        raise _failed("torchscript", err) from err
+    traced.save(str(path), _extra_files={"cvtasks.json": json.dumps(meta)})
+
+
+def export_program(net: ExportedNetwork, path: Path, meta: dict[str, Any]) -> None:
+    """Write a ``torch.export`` program (``.pt2``; ``meta`` also in its ``extra_files``)."""
+    try:
+        program = torch.export.export(net, (net.example,), dynamic_shapes=batch_dim())
+    except Exception as err:
+        raise _failed("torch_export", err) from err
+    torch.export.save(program, str(path), extra_files={"cvtasks.json": json.dumps(meta)})
+
+
+def run_exported(fmt: str, path: Path, images: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs of the exported file on ``images`` (onnxruntime for ONNX)."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return [torch.from_numpy(o) for o in session.run(None, {"images": images.numpy()})]
+    if fmt == "torchscript":
+        loaded = torch.jit.load(str(path))
+    else:
+        loaded = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        return list(loaded(images))
+
+
+def max_differences(net: ExportedNetwork, fmt: str, path: Path, batch: int = 3) -> dict[str, float]:
+    """Largest absolute difference per output between the file and PyTorch on random input.
+
+    ``batch`` differs from the export example's 2, so the check also exercises the dynamic axis.
+    """
+    images = torch.randn(batch, *net.example.shape[1:], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = net(images)
+    found = run_exported(fmt, path, images)
+    return {
+        name: float((a.float() - b.float()).abs().max())
+        for name, a, b in zip(net.output_names, expected, found)
+    }
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Run the ``export`` command; returns the written file and the check's differences."""
+    fmt = str(cfg.format)
+    if fmt not in FORMATS:
+        raise ValueError(f"format={fmt} is not one of {', '.join(FORMATS)}")
+    if fmt == "torch_export" and cfg.get("output") and not str(cfg.output).endswith(".pt2"):
+        raise ValueError(
+            f"format=torch_export writes a .pt2 file: output={cfg.output} must end in .pt2"
+        )
+    model = load_trained(cfg.ckpt, cfg.get("expect_task"))
+    path = Path(cfg.output) if cfg.get("output") else model.path.with_suffix(FORMATS[fmt])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = exportable(model)
+    meta = {**model.preprocessing(), "outputs": net.output_names, "format": fmt}
+    if fmt == "onnx":
+        export_onnx(net, path, meta, int(cfg.opset))
+    else:
+        (export_torchscript if fmt == "torchscript" else export_program)(net, path, meta)
+        Path(f"{path}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    result: dict[str, Any] = {"file": str(path), "outputs": net.output_names}
+    if cfg.check:
+        diffs = max_differences(net, fmt, path)
+        result["max_abs_diff"] = diffs
+        worst = max(diffs.values())
+        if not worst <= float(cfg.atol):
+            raise ExportError(f"{path} differs from PyTorch by {worst:.3g} > atol={cfg.atol}")
+        print(f"checked against PyTorch: max abs difference {worst:.3g}")
+    print(f"exported {model.task_name} model to {path}")
+    return result
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="export", version_base="1.3")
+def _hydra_main(cfg: DictConfig) -> None:
+    run_command(export, cfg)
+
+
+def main() -> None:
+    """Console entry point (``python -m cvtasks export key=value ...``)."""
+    setup_hydra()
+    _hydra_main()

@@ -1,0 +1,135 @@
+"""Check a composed config's values before anything is built; name key, value and what is allowed.
+
+Hydra composes whatever it is given; a negative learning rate or a misspelled precision would
+otherwise surface minutes later as a NaN or a stack trace from deep inside Lightning.
+:func:`validate_config` runs on the composed config and raises :class:`~cvtasks.config.ConfigError`
+with one line per bad value: ``key=value: what is allowed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, get_args
+
+from lightning_fabric.plugins.precision.precision import (
+    _PRECISION_INPUT_INT,
+    _PRECISION_INPUT_STR,
+    _PRECISION_INPUT_STR_ALIAS,
+)
+from omegaconf import DictConfig, OmegaConf
+
+from cvtasks.config import ConfigError
+
+PRECISIONS: tuple[Any, ...] = (
+    *get_args(_PRECISION_INPUT_STR),
+    *get_args(_PRECISION_INPUT_STR_ALIAS),
+    *get_args(_PRECISION_INPUT_INT),
+)
+#: tasks whose heads rebuild the input's size from the feature maps; a task class may instead
+#: declare ``dense_output = True``.
+DENSE_OUTPUT_TASKS = ("segmentation",)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# (key, test, what is allowed); a missing key or a null value is not checked
+RULES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("seed", _int, "an integer"),
+    ("task.optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("task.optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("task.scheduler.warmup_epochs", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("trainer.precision", lambda v: v in PRECISIONS, f"one of {', '.join(map(str, PRECISIONS))}"),
+    ("trainer.max_epochs", lambda v: _int(v) and (v >= 1 or v == -1), "an integer >= 1, or -1"),
+    ("trainer.num_nodes", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    ("trainer.accumulate_grad_batches", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    ("trainer.gradient_clip_val", lambda v: _number(v) and v >= 0, "a number >= 0, or null"),
+    (
+        "trainer.devices",
+        lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, (list, str)),
+        "auto, -1 (all), a count >= 1, or a list of device ids",
+    ),
+    ("data.batch_size", lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    ("data.num_workers", lambda v: v == "auto" or (_int(v) and v >= 0), "auto or an integer >= 0"),
+    ("data.on_bad_image", lambda v: v in ("error", "skip"), "error or skip"),
+    (
+        "callbacks.nonfinite_loss.action",
+        lambda v: v in ("stop", "skip"),
+        "stop (end the run, keep the last good checkpoint) or skip (drop that batch's update)",
+    ),
+]
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def _image_size(value: Any) -> tuple[int, int] | None:
+    if _int(value):
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_int(v) for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def deepest_reduction(backbone_cfg: DictConfig) -> int:
+    """The backbone's largest feature ``reduction``, read from a copy built on the meta device."""
+    import torch
+
+    from cvtasks.registry import BACKBONES
+
+    kwargs = OmegaConf.to_container(backbone_cfg, resolve=True)
+    assert isinstance(kwargs, dict)
+    name = kwargs.pop("name")
+    kwargs.pop("pretrained", None)  # no weights are needed to know the shapes
+    with torch.device("meta"):
+        net = BACKBONES.build(name, **kwargs)
+    return max(int(info["reduction"]) for info in net.feature_info)
+
+
+def check_image_size(cfg: DictConfig) -> str | None:
+    """For dense-output tasks: the image size must divide by the backbone's deepest reduction."""
+    from cvtasks.registry import TASKS
+
+    task = _get(cfg, "task.name")
+    size = _image_size(_get(cfg, "data.image_size"))
+    if task is None or size is None or _get(cfg, "backbone.name") is None:
+        return None
+    dense = getattr(TASKS.get(task), "dense_output", task in DENSE_OUTPUT_TASKS)
+    if not dense:
+        return None
+    reduction = deepest_reduction(cfg.backbone)
+    if all(s % reduction == 0 for s in size):
+        return None
+    fix = tuple(max(reduction, round(s / reduction) * reduction) for s in size)
+    return (
+        f"data.image_size={_get(cfg, 'data.image_size')}: task {task} needs a size divisible by "
+        f"{reduction} (the deepest feature reduction of backbone {_get(cfg, 'backbone.name')}); "
+        f"try data.image_size={fix[0] if fix[0] == fix[1] else list(fix)}"
+    )
+
+
+def validate_config(cfg: DictConfig, check_backbone: bool = True) -> None:
+    """Raise :class:`ConfigError` listing every value of ``cfg`` that is not allowed.
+
+    Args:
+        cfg: the composed ``train.yaml`` config (plugins already loaded when ``check_backbone``).
+        check_backbone: also build the backbone on the meta device to check the image size.
+    """
+    problems = []
+    for key, test, allowed in RULES:
+        value = _get(cfg, key)
+        if value is not None and not test(value):
+            problems.append(f"{key}={value!r}: must be {allowed}")
+    if check_backbone and not problems:
+        size_problem = check_image_size(cfg)
+        if size_problem:
+            problems.append(size_problem)
+    if problems:
+        raise ConfigError("invalid config value(s):\n  " + "\n  ".join(problems))

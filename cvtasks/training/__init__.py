@@ -1,0 +1,9 @@
+"""What keeps a training run alive and honest: atomic checkpoints, resume state, fault guards.
+
+* :mod:`cvtasks.training.checkpoint_io`: Lightning ``CheckpointIO`` writing by temp file + rename
+  and loading with ``weights_only=True``.
+* :mod:`cvtasks.training.callbacks`: RNG state in checkpoints, non-finite loss guard, checkpoint on
+  SIGTERM (preemption).
+* :mod:`cvtasks.training.resume`: ``ckpt_path=last`` / a path → the checkpoint and its run folder.
+* :mod:`cvtasks.training.faults`: readable messages for out-of-memory and other run failures.
+"""

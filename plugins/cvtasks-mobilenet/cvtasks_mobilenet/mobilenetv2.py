@@ -1,0 +1,229 @@
+"""MobileNetV2: inverted residuals with linear bottlenecks (Sandler et al., CVPR 2018).
+
+Each block widens its input ``t`` times with a 1x1 convolution, filters every channel on its own
+with a 3x3 depthwise convolution (the depthwise-separable factorisation: a kxk filter per channel,
+then a 1x1 mix, instead of one dense kxk over all channels), and projects back down with a 1x1
+convolution that has *no* activation: a ReLU on the narrow bottleneck would destroy information
+there (the paper's "linear bottleneck", §3.2). The shortcut joins the narrow ends, the opposite
+of a ResNet bottleneck, hence "inverted residual" (§3.3). Activations are ReLU6, ``min(max(x, 0),
+6)``, robust in low-precision arithmetic (§3.1).
+
+The network is the paper's Table 2; every block is a :class:`cvtasks.layers.MBConv` without
+squeeze-and-excitation and with ReLU6 (the block EfficientNet later built on), every other
+convolution a :class:`cvtasks.layers.ConvNormAct`:
+
+==========  ==========================  ======  ======  ========  ==  =============
+module      what                        kernel  stride  channels  n   output (224)
+==========  ==========================  ======  ======  ========  ==  =============
+stem        conv, BN, ReLU6             3x3     2       32        1   32@112x112
+blocks.0    bottleneck, t = 1           3x3     1       16        1   16@112x112
+blocks.1    bottleneck, t = 6           3x3     2       24        2   24@56x56
+blocks.2    bottleneck, t = 6           3x3     2       32        3   32@28x28
+blocks.3    bottleneck, t = 6           3x3     2       64        4   64@14x14
+blocks.4    bottleneck, t = 6           3x3     1       96        3   96@14x14
+blocks.5    bottleneck, t = 6           3x3     2       160       3   160@7x7
+blocks.6    bottleneck, t = 6           3x3     1       320       1   320@7x7
+conv_head   1x1 conv, BN, ReLU6         1x1     1       1280      1   1280@7x7
+fc          pool, dropout 0.2, linear                                 num_classes
+==========  ==========================  ======  ======  ========  ==  =============
+
+The first block of a stage has the stage's stride; the others stride 1 and keep the shortcut.
+The width multiplier (§3.4, "width_mult") scales every channel count, rounded to a multiple of 8
+never more than 10% down (:func:`cvtasks.layers.make_divisible`), except the 1280-channel head,
+which is only ever widened (``1280 · max(1, width_mult)``), as in the paper and torchvision.
+Since every stage width is then a multiple of 8, MBConv's expanded width (``in · t`` rounded to
+8) equals torchvision's ``round(in · t)``: 3,504,872 parameters with 1000 classes, as theirs.
+
+Stages for ``forward_features`` are the last block at each reduction, as timm's
+``features_only`` gives: 16@2, 24@4, 32@8, 96@16 and 320@32. As in cvtasks' EfficientNet, the
+1x1 ``conv_head`` is part of the classifier (a per-pixel widening trained for the linear layer),
+so ``num_features`` is 320, a model with ``num_classes=0`` builds no ``conv_head``, and a
+checkpoint's ``conv_head`` and ``fc`` are skipped when they do not fit.
+
+torchvision's ``mobilenet_v2`` checkpoints load through :func:`torchvision_key_map`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
+from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
+from cvtasks.registry import BACKBONES
+
+#: the paper's Table 2: (expansion t, output channels c, repeats n, first stride s) per stage.
+STAGES: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+STEM_CHS = 32
+HEAD_CHS = 1280
+FEATURE_STAGES = (0, 1, 2, 4, 6)  # the last stage at each reduction 2, 4, 8, 16, 32
+ACT = "relu6"
+
+
+class MobileNetV2(Backbone):
+    """MobileNetV2 (see the module docstring for the table and the paper's sections).
+
+    Args:
+        width_mult: channel multiplier of the stem and every stage (0.35 ... 1.4 in the paper).
+        in_chans: input channels.
+        num_classes: logits of the classifier; 0 builds neither ``conv_head`` nor ``fc``.
+        drop_rate: dropout before the linear layer (0.2, as torchvision).
+        pretrained: a local weights file in cvtasks' layout or torchvision's ``mobilenet_v2``
+            layout (``features.N...``, ``classifier.1``).
+
+    Raises:
+        ValueError: a ``width_mult`` that is not positive, a bad ``num_classes`` or
+            ``drop_rate``.
+    """
+
+    classifier_modules = ("conv_head", "fc")
+    stem_weight = "stem.conv.weight"
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        in_chans: int = 3,
+        num_classes: int = 0,
+        drop_rate: float = 0.2,
+        pretrained: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        _check_head_args(num_classes, drop_rate)
+        if not width_mult > 0:
+            raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
+        self.in_chans, self.width_mult = in_chans, width_mult
+        self.num_classes, self.drop_rate = num_classes, drop_rate
+
+        in_chs = make_divisible(STEM_CHS * width_mult, 8)
+        self.stem = ConvNormAct(in_chans, in_chs, 3, stride=2, act_layer=ACT)
+        stages, reduction = [], 2
+        self.feature_info = []
+        for i, (t, c, n, s) in enumerate(STAGES):
+            out_chs = make_divisible(c * width_mult, 8)
+            blocks = []
+            for j in range(n):
+                stride = s if j == 0 else 1
+                blocks.append(MBConv(in_chs, out_chs, 3, stride, t, se_ratio=None, act_layer=ACT))
+                in_chs = out_chs
+            stages.append(nn.Sequential(*blocks))
+            reduction *= s
+            if i in FEATURE_STAGES:
+                self.feature_info.append(
+                    dict(num_chs=out_chs, reduction=reduction, module=f"blocks.{i}")
+                )
+        self.blocks = nn.Sequential(*stages)
+        self.num_features = in_chs
+
+        self.head_chs = make_divisible(HEAD_CHS * max(1.0, width_mult), 8)
+        self.conv_head = (
+            ConvNormAct(in_chs, self.head_chs, 1, act_layer=ACT) if num_classes else nn.Identity()
+        )
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(self.head_chs, num_classes) if num_classes else nn.Identity()
+
+        self._init_weights()
+        if pretrained:
+            load_pretrained(self, pretrained, key_map=torchvision_key_map)
+
+    def _init_weights(self) -> None:
+        # torchvision's MobileNetV2 initialisation, so training from scratch follows its recipe.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five stage maps; at 224x224 16@112, 24@56, 32@28, 96@14 and 320@7."""
+        x = self.stem(x)
+        features = []
+        for i, stage in enumerate(self.blocks):
+            x = stage(x)
+            if i in FEATURE_STAGES:
+                features.append(x)
+        return features
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits from the last stage: ``conv_head`` → pool → dropout → ``fc``.
+
+        Args:
+            x: the last stage's map ``[B, num_features, H, W]``.
+            pre_logits: return the pooled last stage ``[B, num_features]`` instead.
+
+        Returns:
+            ``[B, num_classes]`` logits, or ``[B, num_features]`` when ``pre_logits`` or
+            ``num_classes == 0``.
+        """
+        if pre_logits or not self.num_classes:
+            return self.global_pool(x).flatten(1)
+        x = self.global_pool(self.conv_head(x)).flatten(1)
+        return self.fc(self.head_drop(x))
+
+
+def torchvision_key_map(state: StateDict, model: nn.Module) -> StateDict:
+    """Map torchvision's ``MobileNetV2`` keys onto :class:`MobileNetV2`; ours pass through.
+
+    torchvision keeps the stem, the 17 blocks and the head conv in one flat ``features`` list
+    (``features.0``, ``features.1`` ... ``features.17``, ``features.18``), each block's layers in
+    ``conv``: the expansion and depthwise ``Conv2dNormActivation`` (``0``/``1`` inside), then the
+    projection as a bare ``Conv2d`` and ``BatchNorm2d``. We keep the seven stages
+    (``blocks.<stage>.<block>``) and one ``ConvNormAct`` per convolution (``conv``/``bn``), so
+    the projection pair becomes the last ``ConvNormAct`` of ``block``. The linear layer is
+    ``classifier.1`` there and ``fc`` here.
+    """
+    if "features.0.0.weight" not in state:
+        return state
+    flat = [f"blocks.{i}.{j}" for i, stage in enumerate(model.blocks) for j in range(len(stage))]
+    renamed: StateDict = {}
+    for key, value in state.items():
+        top, _, rest = key.partition(".")
+        index, _, rest = rest.partition(".")
+        if top == "classifier" and index == "1":
+            renamed[f"fc.{rest}"] = value
+        elif top != "features" or not index.isdigit():
+            renamed[key] = value  # unknown: load_pretrained reports it
+        elif int(index) == 0:
+            renamed[f"stem.{rest}"] = value
+        elif int(index) > len(flat):
+            renamed[f"conv_head.{rest}"] = value
+        else:
+            renamed[_block_key(flat[int(index) - 1], rest, model)] = value
+    return remap_conv_norm_act_keys(renamed, model)
+
+
+def _block_key(path: str, rest: str, model: nn.Module) -> str:
+    """One key inside a torchvision ``InvertedResidual`` (``conv.<i>.<...>``) in our layout."""
+    layers, _, leaf = rest.partition(".")  # "conv", "<i>.<...>"
+    if layers != "conv":
+        return f"{path}.{rest}"
+    index, _, leaf = leaf.partition(".")
+    project = len(model.get_submodule(f"{path}.block")) - 1  # our last ConvNormAct
+    if int(index) == project:  # torchvision's bare projection Conv2d
+        return f"{path}.block.{project}.conv.{leaf}"
+    if int(index) == project + 1:  # ... and its BatchNorm2d
+        return f"{path}.block.{project}.bn.{leaf}"
+    return f"{path}.block.{index}.{leaf}"  # a Conv2dNormActivation: remapped to conv/bn after
+
+
+@BACKBONES.register("mobilenet_v2")
+def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
+    """MobileNetV2: inverted residuals, linear bottlenecks, ReLU6; 3.5M params (1000 classes)."""
+    return MobileNetV2(**kwargs)

@@ -1,0 +1,143 @@
+"""Export of tiny checkpoints to ONNX, TorchScript and torch.export, checked against PyTorch."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from cvtasks.cli.common import load_trained
+from cvtasks.cli.export import ExportError, export, exportable, operator_of, run_exported
+from cvtasks.inference import count_batchnorms
+from cvtasks.registry import BACKBONES, TASKS
+from tests.cli.conftest import save_checkpoint
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt", "torch_export": ".pt2"}
+
+
+def export_cfg(ckpt, fmt, output, **extra):
+    return OmegaConf.create(
+        {
+            "ckpt": str(ckpt),
+            "format": fmt,
+            "output": str(output),
+            "expect_task": None,
+            "opset": 18,
+            "check": True,
+            "atol": 1e-4,
+            **extra,
+        }
+    )
+
+
+def reference_outputs(ckpt, images):
+    """The training module's outputs (BatchNorm not folded), named as the export names them."""
+    model = load_trained(ckpt)
+    task = model.task
+    with torch.no_grad():
+        outputs = task(images)
+        if hasattr(task.head, "decode"):
+            return list(task.head.decode(outputs))
+        return list(outputs.values()) if isinstance(outputs, dict) else [outputs]
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("task", ["classification", "segmentation", "landmarks"])
+def test_export_matches_the_unfolded_model(task, fmt, tiny_checkpoint, tmp_path):
+    ckpt = tiny_checkpoint(task)
+    output = tmp_path / f"model{FORMATS[fmt]}"
+    result = export(export_cfg(ckpt, fmt, output))
+    assert max(result["max_abs_diff"].values()) <= 1e-4
+    size = load_trained(ckpt).image_size
+    images = torch.randn(5, 3, *size, generator=torch.Generator().manual_seed(1))
+    found = run_exported(fmt, output, images)
+    expected = reference_outputs(ckpt, images)
+    assert len(found) == len(expected) == len(result["outputs"])
+    for a, b in zip(found, expected):
+        assert a.shape == b.shape and a.shape[0] == 5  # the batch axis is dynamic
+        assert (a.float() - b.float()).abs().max() <= 1e-4
+    print(task, fmt, {k: f"{v:.2e}" for k, v in result["max_abs_diff"].items()})
+
+
+def test_onnx_carries_the_preprocessing(tiny_checkpoint, tmp_path):
+    output = tmp_path / "landmarks.onnx"
+    export(export_cfg(tiny_checkpoint("landmarks"), "onnx", output))
+    meta = {p.key: p.value for p in onnx.load(str(output)).metadata_props}
+    assert meta["task"] == "landmarks" and json.loads(meta["image_size"]) == [64, 64]
+    assert json.loads(meta["mean"]) == [0.5] * 3 and json.loads(meta["std"]) == [0.5] * 3
+    assert json.loads(meta["keypoint_names"])[:2] == ["left_eye", "right_eye"]
+    assert json.loads(meta["outputs"]) == ["keypoints", "confidence"]
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] not in (1, 2)  # symbolic batch axis
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "torch_export"])
+def test_sidecar_json_carries_the_preprocessing(fmt, tiny_checkpoint, tmp_path):
+    output = tmp_path / f"model{FORMATS[fmt]}"
+    export(export_cfg(tiny_checkpoint("classification"), fmt, output))
+    meta = json.loads(output.with_name(output.name + ".json").read_text())
+    assert meta["class_names"] == ["cat", "dog", "eel"] and meta["image_size"] == [32, 32]
+    assert meta["mean"] == [0.5] * 3 and meta["std"] == [0.25] * 3 and meta["format"] == fmt
+
+
+class EighNet(nn.Module):
+    """A backbone whose features go through an eigen-decomposition (no ONNX function for it)."""
+
+    def __init__(self, **_: object) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.feature_info = [{"num_chs": 8, "reduction": 2, "module": "conv"}]
+        self.num_features = 8
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        y = self.conv(x)
+        gram = y.flatten(2) @ y.flatten(2).transpose(1, 2)
+        values = torch.linalg.eigh(gram)[0]
+        return [y * values.mean(dim=1)[:, None, None, None]]
+
+
+@pytest.fixture
+def eigh_backbone():
+    """``test_eigh_net`` registered for one test only (listings iterate every backbone)."""
+    BACKBONES.add("test_eigh_net", EighNet, override=True)
+    yield "test_eigh_net"
+    BACKBONES._entries.pop("test_eigh_net")
+
+
+def test_an_unsupported_operator_is_named(eigh_backbone, tmp_path):
+    task = TASKS.build("classification", backbone={"name": eigh_backbone}, num_classes=2)
+    data = {"name": "digits", "image_size": 16, "mean": [0.5] * 3, "std": [0.5] * 3}
+    ckpt = save_checkpoint(task, "classification", data, tmp_path / "eigh.ckpt")
+    with pytest.raises(ExportError, match=r"operator aten\._?linalg_eigh") as err:
+        export(export_cfg(ckpt, "onnx", tmp_path / "eigh.onnx"))
+    assert "try another format" in str(err.value)
+    assert not (tmp_path / "eigh.onnx").exists()
+
+
+def test_operator_of_reads_exporter_messages():
+    assert operator_of(RuntimeError("No ONNX function found for <OpOverload(op='aten.foo')>")) == (
+        "aten.foo"
+    )
+    assert operator_of(RuntimeError("Unsupported: aten::bar_baz")) == "aten::bar_baz"
+    assert operator_of(RuntimeError("something else")) is None
+
+
+def test_wrong_format_and_suffix_are_refused(tiny_checkpoint, tmp_path):
+    ckpt = tiny_checkpoint("classification")
+    with pytest.raises(ValueError, match="format=tflite is not one of onnx, torchscript"):
+        export(export_cfg(ckpt, "tflite", tmp_path / "m.tflite"))
+    with pytest.raises(ValueError, match=r"must end in \.pt2"):
+        export(export_cfg(ckpt, "torch_export", tmp_path / "m.pt"))
+
+
+def test_exportable_folds_batchnorm(tiny_checkpoint):
+    model = load_trained(tiny_checkpoint("segmentation"))
+    before = count_batchnorms(model.task.net)
+    net = exportable(model)
+    assert count_batchnorms(net) < before
+    assert net.output_names == ["logits"] and not net.training

@@ -1,0 +1,175 @@
+"""Image + mask folders: pairing, classes, splits, augmentation, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cvtasks.data.image_masks import (
+    BadMaskError,
+    ImageMaskDataModule,
+    check_mask,
+    mask_palette,
+    read_mask,
+    write_mask,
+)
+from cvtasks.data.images import BadImageWarning
+from cvtasks.registry import DATASETS
+
+
+def write_pair(folder, name, mask, image=None, suffix=".png"):
+    """Write ``folder/images/<name><suffix>`` and ``folder/masks/<name>.png``."""
+    mask = np.asarray(mask, dtype=np.uint8)
+    if image is None:
+        image = np.stack([mask * 40, 255 - mask * 40, np.full_like(mask, 90)], axis=-1)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(folder / "images" / f"{name}{suffix}")
+    write_mask(folder / "masks" / f"{name}.png", mask)
+
+
+def left_right_mask(height=6, width=8, right=2):
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[:, width // 2 :] = right
+    return mask
+
+
+def build(root, **kw):
+    kw = {"image_size": [6, 8], "batch_size": 4, **kw}
+    data = DATASETS.build("image_masks", root=root, **kw)
+    data.setup("fit")
+    return data
+
+
+def test_palette_png_and_grayscale_masks_read_as_class_indices(tmp_path):
+    mask = np.array([[0, 1, 2], [3, 255, 0]], dtype=np.uint8)
+    write_mask(tmp_path / "p.png", mask)
+    assert Image.open(tmp_path / "p.png").mode == "P"
+    Image.fromarray(mask, mode="L").save(tmp_path / "l.png")
+    for name in ("p.png", "l.png"):
+        np.testing.assert_array_equal(read_mask(tmp_path / name), mask)
+    assert tuple(mask_palette()[1]) == (128, 0, 0) and tuple(mask_palette()[255]) == (224, 224, 192)
+
+
+def test_rgb_mask_is_refused_with_its_name(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "rgb.png")
+    with pytest.raises(BadMaskError, match=r"rgb.png.*single-channel or palette"):
+        read_mask(tmp_path / "rgb.png")
+
+
+def test_split_folders_classes_txt_and_samples(tmp_path):
+    for split, count in (("train", 3), ("val", 2), ("test", 1)):
+        for i in range(count):
+            write_pair(tmp_path / split, f"{split}{i}", left_right_mask(right=1 + i % 2))
+    (tmp_path / "classes.txt").write_text("background\nleft\nright\n")
+    data = build(tmp_path)
+    assert data.class_names == ["background", "left", "right"]
+    assert [len(data.splits[s]) for s in ("train", "val", "test")] == [3, 2, 1]
+    sample = data.train_dataset[1]
+    assert sample["image"].shape == (3, 6, 8) and sample["mask"].dtype == torch.int64
+    assert sample["mask"].unique().tolist() == [0, 2]
+    assert sample["orig_size"].tolist() == [6, 8]
+    batch = next(iter(data.val_dataloader()))
+    assert batch["mask"].shape == (2, 6, 8) and batch["orig_size"].shape == (2, 2)
+    assert batch["skipped"].item() == 0 and batch["path"][0].endswith("val0.png")
+
+
+def test_flat_layout_is_split_by_seed_and_classes_come_from_the_masks(tmp_path):
+    for i in range(20):
+        write_pair(tmp_path, f"{i:02d}", left_right_mask(right=1 + i % 3), suffix=".jpg")
+    first = build(tmp_path, val_fraction=0.2, test_fraction=0.1, split_seed=3)
+    again = build(tmp_path, val_fraction=0.2, test_fraction=0.1, split_seed=3)
+    assert first.class_names == ["0", "1", "2", "3"]  # no classes.txt: 0 .. largest value
+    assert [len(first.splits[s]) for s in ("train", "val", "test")] == [14, 4, 2]
+    assert first.splits == again.splits
+    assert all(img.endswith(".jpg") and mask.endswith(".png") for img, mask in first.splits["val"])
+
+
+def test_flip_moves_the_mask_with_the_image_and_keeps_nearest_values(tmp_path):
+    rng = np.random.default_rng(0)
+    mask = rng.choice([0, 1, 3, 255], size=(6, 8)).astype(np.uint8)
+    image = rng.integers(0, 255, size=(6, 8, 3), dtype=np.uint8)
+    write_pair(tmp_path / "train", "a", mask, image)
+    write_pair(tmp_path / "val", "a", mask, image)
+    write_pair(tmp_path / "test", "a", mask, image)
+    (tmp_path / "classes.txt").write_text("0\n1\n2\n3\n")
+    data = build(tmp_path, augment=[{"name": "HorizontalFlip", "p": 1.0}])
+    plain, flipped = data.val_dataset[0], data.train_dataset[0]
+    torch.testing.assert_close(flipped["image"], plain["image"].flip(-1))
+    torch.testing.assert_close(flipped["mask"], torch.as_tensor(mask[:, ::-1].copy()).long())
+    # Resampling with a smooth augmentation still yields only values the mask had.
+    data = build(
+        tmp_path,
+        image_size=[13, 17],
+        augment=[{"name": "Affine", "rotate": [20, 20], "scale": 1.3, "p": 1.0}],
+    )
+    assert set(data.train_dataset[0]["mask"].unique().tolist()) <= {0, 1, 3, 255}
+
+
+def make_bad(tmp_path, problem):
+    """A dataset folder whose train split has one pair with ``problem``; returns the bad file."""
+    for split in ("train", "val", "test"):
+        for i in range(3):
+            write_pair(tmp_path / split, f"{i}", left_right_mask(right=1))
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    train = tmp_path / "train"
+    if problem == "size":
+        write_mask(train / "masks" / "1.png", np.zeros((5, 8), dtype=np.uint8))
+        return train / "masks" / "1.png"
+    if problem == "values":
+        write_mask(train / "masks" / "1.png", left_right_mask(right=7))
+        return train / "masks" / "1.png"
+    (train / "masks" / "1.png").unlink()
+    return train / "images" / "1.png"
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("size", r"is 8x5 \(WxH\) but its image is 8x6"),
+        ("values", r"values \[7\] outside the 2 classes 0-1"),
+        ("missing", r"1 image\(s\) have no mask"),
+    ],
+)
+def test_bad_pairs_raise_an_error_naming_the_file(tmp_path, problem, message):
+    bad = make_bad(tmp_path, problem)
+    with pytest.raises((BadMaskError, FileNotFoundError), match=message) as info:
+        data = build(tmp_path)
+        for _ in data.train_dataloader():
+            pass
+    assert str(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("problem", ["size", "values", "missing"])
+def test_bad_pairs_are_skipped_and_counted_on_request(tmp_path, problem):
+    make_bad(tmp_path, problem)
+    data = build(tmp_path, on_bad_image="skip")
+    with pytest.warns(BadImageWarning, match="bad mask"):
+        batches = list(data.train_dataloader())
+    assert sum(int(b["skipped"]) for b in batches) == 1
+    assert sum(len(b["mask"]) for b in batches) == 2
+
+
+def test_check_mask_accepts_the_ignore_index():
+    check_mask(np.array([[0, 255], [1, 1]]), (2, 2, 3), 2, "m.png")
+    with pytest.raises(BadMaskError, match=r"m.png.*\[2, 254\]"):
+        check_mask(np.array([[2, 254], [1, 1]]), (2, 2, 3), 2, "m.png")
+
+
+def test_layout_errors_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build(tmp_path / "nowhere")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"masks is missing"):
+        build(tmp_path)
+    write_pair(tmp_path, "x", left_right_mask(), suffix=".png")
+    Image.new("RGB", (8, 6)).save(tmp_path / "images" / "x.jpg")
+    with pytest.raises(ValueError, match="have the same name"):
+        build(tmp_path)
+
+
+def test_all_skipped_batch_is_empty_with_the_right_shapes(tmp_path):
+    data = ImageMaskDataModule(tmp_path, image_size=[6, 8])
+    out = next(iter(data._loader([None, None], "train", shuffle=False)))
+    assert out["image"].shape == (0, 3, 6, 8) and out["mask"].shape == (0, 6, 8)
+    assert out["orig_size"].shape == (0, 2) and out["skipped"].item() == 2

@@ -1,0 +1,84 @@
+"""Killed runs resume from last.ckpt in their own folder and end as an uninterrupted run does."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, TrainRun
+
+pytestmark = pytest.mark.slow
+
+# two epochs of four batches, last.ckpt after every step; augmentation stays on (digits default)
+RUN = (
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "callbacks.progress_bar=null",
+    "callbacks.model_checkpoint.every_n_train_steps=1",
+    "logger=none",
+)
+
+
+def train(cwd, run_dir, *overrides):
+    """``train.py`` in ``cwd``; ``run_dir=None`` lets Hydra (or a resume) choose the folder."""
+    where = [f"hydra.run.dir={run_dir}"] if run_dir else []
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *RUN, *overrides, *where],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return TrainRun(proc, run_dir)
+
+
+def inject(name, step):
+    return [f"+callbacks.inject._target_=tests.e2e.inject.{name}", f"+callbacks.inject.step={step}"]
+
+
+def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_path):
+    logs = tmp_path / "logs"
+    reference = train(tmp_path, tmp_path / "reference").check()
+    killed_dir = logs / "classification" / "runs" / "killed"
+    killed = train(tmp_path, killed_dir, *inject("KillAt", 6))  # epoch 1, batch 2: mid-epoch
+    assert killed.proc.returncode == -signal.SIGKILL
+    assert not (killed_dir / "metrics.json").exists()
+    last = killed_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+
+    # ckpt_path=last: the newest last.ckpt under paths.log_dir, resumed in its own run folder
+    resumed = train(tmp_path, None, f"paths.log_dir={logs}", "ckpt_path=last")
+    resumed.run_dir = killed_dir
+    resumed.check()
+    assert sorted(p.name for p in (logs / "classification" / "runs").iterdir()) == ["killed"]
+    assert (killed_dir / "config.yaml").exists() and list(killed_dir.glob("config.resumed-*"))
+    ref, got = reference.metrics, resumed.metrics
+    assert got["global_step"] == ref["global_step"] == 8
+    for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
+        assert got[key] == pytest.approx(ref[key], abs=1e-4), key
+
+
+def test_ckpt_path_last_with_nothing_to_resume_says_where_it_looked(tmp_path):
+    run = train(tmp_path, None, f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=last")
+    assert run.proc.returncode == 2
+    assert "ckpt_path=last: no checkpoints/last.ckpt under" in run.proc.stderr
+    assert str(tmp_path / "logs" / "classification" / "runs") in run.proc.stderr
+
+
+def test_sigterm_saves_a_resumable_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    every_epoch = "callbacks.model_checkpoint.every_n_train_steps=null"
+    stopped = train(tmp_path, run_dir, every_epoch, *inject("SigtermAt", 2))
+    assert stopped.proc.returncode == 143, stopped.output[-3000:]
+    assert "stopped by SIGTERM" in stopped.output
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 3  # the batch after the signal
+    resumed = train(tmp_path, None, f"ckpt_path={last}")
+    resumed.run_dir = run_dir
+    assert resumed.check().metrics["global_step"] == 8
