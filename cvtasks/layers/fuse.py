@@ -11,7 +11,9 @@ the weights scaled per output channel by ``s = bn.weight/sqrt(var + eps)`` and t
   ``Conv2dNormActivation``, ``downsample`` shortcuts, VGG-BN ``features``);
 * the ``(conv, norm)`` attribute pairs a module lists in its ``fuse_pairs`` class attribute
   (cvtasks' ``ConvNormAct``: ``("conv", "bn")``; ``BasicBlock``: ``("conv1", "bn1"), ...``). A
-  block lists a pair only when its ``forward`` feeds the conv's output straight into the norm.
+  block lists a pair only when its ``forward`` feeds the conv's output straight into the norm;
+* the same pairs for third-party blocks we have read, in :data:`KNOWN_FUSE_PAIRS` (timm's ResNet
+  family, used through ``timm/<name>`` backbones).
 """
 
 from __future__ import annotations
@@ -24,6 +26,26 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 _BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+#: ``fuse_pairs`` of classes we do not own, by ``module.qualname``: in each, the forward pass
+#: applies the norm directly to the conv's output (timm 1.0 ``models/resnet.py``: ``conv1 -> bn1
+#: -> drop_block -> act1``; the stem ``conv1 -> bn1 -> act1 -> maxpool``). A stem ``conv1`` that
+#: is a Sequential (deep stems) is not a Conv2d and is left alone by :func:`can_fuse`.
+KNOWN_FUSE_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "timm.models.resnet.BasicBlock": (("conv1", "bn1"), ("conv2", "bn2")),
+    "timm.models.resnet.Bottleneck": (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+    "timm.models.resnet.ResNet": (("conv1", "bn1"),),
+    "timm.models._features.FeatureListNet": (("conv1", "bn1"),),
+}
+
+
+def fuse_pairs_of(module: nn.Module) -> tuple[tuple[str, str], ...]:
+    """The ``(conv, norm)`` attribute pairs of ``module``: its own ``fuse_pairs`` or known ones."""
+    cls = type(module)
+    own = getattr(module, "fuse_pairs", None)
+    if own is not None:
+        return tuple(own)
+    return KNOWN_FUSE_PAIRS.get(f"{cls.__module__}.{cls.__qualname__}", ())
 
 
 def can_fuse(conv: nn.Module, bn: nn.Module) -> bool:
@@ -106,8 +128,8 @@ def fuse_batchnorm(module: nn.Module, inplace: bool = False) -> nn.Module:
     if not inplace:
         module = copy.deepcopy(module)
     for parent in list(module.modules()):
-        for conv_name, bn_name in getattr(parent, "fuse_pairs", ()):
-            conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        for conv_name, bn_name in fuse_pairs_of(parent):
+            conv, bn = getattr(parent, conv_name, None), getattr(parent, bn_name, None)
             if can_fuse(conv, bn):
                 setattr(parent, conv_name, fuse_conv_bn(conv, bn))
                 setattr(parent, bn_name, nn.Identity())

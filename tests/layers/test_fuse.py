@@ -14,6 +14,7 @@ from cvtasks.layers import (
     fuse_batchnorm,
     fuse_conv_bn,
 )
+from cvtasks.registry import BACKBONES
 
 
 def _randomize_bn(module):
@@ -79,3 +80,15 @@ def test_fuse_batchnorm_folds_a_whole_network():
     assert isinstance(fused.basic.downsample[1], nn.Identity)
     assert fuse_batchnorm(net, inplace=True) is net
     assert isinstance(net.stem.bn, nn.Identity)
+
+
+def test_timm_resnet_blocks_fold_through_known_pairs():
+    torch.manual_seed(0)
+    net = _randomize_bn(BACKBONES.build("timm/resnet18", num_classes=0)).eval()
+    fused = fuse_batchnorm(net)
+    assert not [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d)]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for ours, theirs in zip(fused.forward_features(x), net.forward_features(x)):
+            scale = theirs.abs().max()
+            torch.testing.assert_close(ours / scale, theirs / scale, rtol=0, atol=1e-5)
