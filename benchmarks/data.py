@@ -16,6 +16,7 @@ written here, it times:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from PIL import Image
 
 from cvtasks.registry import DATASETS
 
-from results import environment, write_section
+from results import command_line, environment, write_section
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "data"
 BUILTIN = ("digits", "digits_localization", "synthetic_faces", "shapes", "synthetic_identities")
@@ -162,9 +163,7 @@ def main() -> None:
     settings = f"one process (= one DataLoader worker), 1 torch thread, {args.samples} samples"
     print(f"\n{env['summary']}\n{settings}\n\n{text}")
     if args.results:
-        import sys
-
-        write_section(args.results, env, settings, text, " ".join(["python", *sys.argv]))
+        write_section(args.results, env, settings, text, command_line(sys.argv))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import torch
 
 from cvtasks.registry import BACKBONES
 
+from results import command_line, environment, write_section
+
 
 def trace(name: str, size: int) -> tuple[int, float]:
     """Graph breaks of ``name``'s training forward pass, and the seconds the trace took."""
@@ -33,17 +35,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pattern", nargs="?", default="*")
     parser.add_argument("--size", type=int, default=64, help="input side (alexnet_seed: 67+)")
+    parser.add_argument("--results", default=None, help="section title in benchmarks/RESULTS.md")
     args = parser.parse_args()
     names = [n for n in BACKBONES.names(args.pattern) if not n.startswith("timm")]
     failed = []
+    rows = ["| backbone | graph breaks | trace s |", "| --- | ---: | ---: |"]
     print(f"{'backbone':<18} {'graph breaks':>12} {'trace s':>8}")
     for name in names:
         size = max(args.size, 67) if name == "alexnet_seed" else args.size
         breaks, seconds = trace(name, size)
         print(f"{name:<18} {breaks:>12} {seconds:>8.1f}", flush=True)
+        rows.append(f"| {name} | {breaks} | {seconds:.1f} |")
         if breaks:
             failed.append(name)
-    print("all captured whole" if not failed else f"graph breaks in: {', '.join(failed)}")
+    verdict = "all captured whole" if not failed else f"graph breaks in: {', '.join(failed)}"
+    print(verdict)
+    if args.results:
+        settings = f"training-mode forward, {args.size}x{args.size} input; {verdict}"
+        env = environment(torch.device("cpu"))
+        write_section(args.results, env, settings, "\n".join(rows), command_line(sys.argv))
     return 1 if failed else 0
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,14 @@ def environment(device: torch.device) -> dict[str, Any]:
         f"{env['lightning']}, timm {env['timm']}, Python {env['python']}; {env['date']}"
     )
     return env
+
+
+def command_line(argv: list[str]) -> str:
+    """``python benchmarks/<script>.py ...`` as typed from the repository root, shell-quoted."""
+    script = Path(argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(RESULTS.parent.parent)
+    return shlex.join(["python", str(script), *argv[1:]])
 
 
 def write_section(title: str, env: dict[str, Any], settings: str, body: str, command: str) -> None:

@@ -14,6 +14,12 @@ For every backbone it measures, on synthetic data already on the device:
 - ``ours/lightning``: our classification task (backbone + linear head, cross-entropy) trained by
   the Lightning Trainer from an in-memory data module, and its inference path.
 
+Like for like, except where the architectures differ: timm's ``vgg16`` ends in a ``ConvMlp``
+(a 7x7 convolution to 4096 channels, then 1x1) where ours, like torchvision's, pools to 7x7 and
+applies FC layers; and the Lightning task trains backbone features + a linear head, so for
+AlexNet/VGG it skips their FC6/FC7 classifier (ResNet, GoogLeNet, EfficientNet end in pooling +
+one linear layer either way).
+
 Training is forward + backward + optimizer step (SGD, momentum 0.9; fused on CUDA); inference is
 a forward pass under ``inference_mode``. Warm-up steps are excluded, CUDA is synchronized, and the
 figure is the median of ``--windows`` timed windows. One table with ratios to the baseline's
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +44,7 @@ from cvtasks.io import write_json
 from cvtasks.layers import fuse_batchnorm
 from cvtasks.registry import BACKBONES
 
-from results import environment, write_section
+from results import command_line, environment, write_section
 
 NUM_CLASSES = 1000
 
@@ -292,9 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         write_json(args.json, {"environment": env, "settings": vars(args), "rows": rows})
     if args.results:
-        write_section(
-            args.results, env, settings, text, " ".join(["python", *__import__("sys").argv])
-        )
+        write_section(args.results, env, settings, text, command_line(sys.argv))
 
 
 if __name__ == "__main__":
