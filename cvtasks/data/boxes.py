@@ -15,7 +15,6 @@ entirely always leaves *nothing*.
 
 from __future__ import annotations
 
-import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -27,7 +26,7 @@ from torch.utils.data import Dataset
 
 from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
 from cvtasks.data.image_folder import stratified_split
-from cvtasks.data.images import BadImageError, BadImageWarning, read_image
+from cvtasks.data.images import BadImageError, load_or_skip, read_image
 from cvtasks.data.transforms import build_pipeline
 
 MULTIPLE_OBJECTS = ("largest", "error")
@@ -144,12 +143,8 @@ class BoxDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
         sample = self.samples[index]
-        try:
-            image = self.load_image(index)
-        except BadImageError as err:
-            if self.on_bad_image == "error":
-                raise
-            warnings.warn(f"{err} (skipped: data.on_bad_image=skip)", BadImageWarning, stacklevel=2)
+        image = load_or_skip(self.load_image, index, self.on_bad_image)
+        if image is None:
             return None
         has_box = sample.box is not None and sample.label > 0
         out = self.transform(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,8 +26,8 @@ from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
 from cvtasks.data.images import (
     IMAGE_EXTENSIONS,
     BadImageError,
-    BadImageWarning,
     is_image_file,
+    load_or_skip,
     read_image,
 )
 from cvtasks.registry import DATASETS
@@ -91,12 +90,8 @@ class ImageFolderDataset(Dataset):
         return cached.copy()  # a transform must never alter the cached pixels
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
-        try:
-            image = self.load_image(index)
-        except BadImageError as err:
-            if self.on_bad_image == "error":
-                raise
-            warnings.warn(f"{err} (skipped: data.on_bad_image=skip)", BadImageWarning, stacklevel=2)
+        image = load_or_skip(self.load_image, index, self.on_bad_image)
+        if image is None:
             return None
         return {
             "image": self.transform(image=image)["image"],

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,12 @@ from torch.utils.data import Dataset
 
 from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
 from cvtasks.data.image_folder import TEST_DIRS, VAL_DIRS, stratified_split
-from cvtasks.data.images import BadImageError, BadImageWarning, is_image_file, read_image
+from cvtasks.data.images import (
+    BadImageError,
+    is_image_file,
+    load_or_skip,
+    read_image,
+)
 from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
 
@@ -198,13 +202,10 @@ class ImageMaskDataset(Dataset):
         return loaded
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        try:
-            image, mask = self.load(index)
-        except BadImageError as err:
-            if self.on_bad_image == "error":
-                raise
-            warnings.warn(f"{err} (skipped: data.on_bad_image=skip)", BadImageWarning, stacklevel=2)
+        loaded = load_or_skip(self.load, index, self.on_bad_image)
+        if loaded is None:
             return None
+        image, mask = loaded
         out = self.transform(image=image, mask=mask)
         return {
             "image": out["image"],

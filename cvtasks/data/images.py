@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -57,6 +60,23 @@ class BadImageError(OSError, ValueError):
 
 class BadImageWarning(UserWarning):
     """Warned once per file when a dataset skips an image it cannot decode."""
+
+
+T = TypeVar("T")
+
+
+def load_or_skip(load: Callable[[int], T], index: int, on_bad_image: str) -> T | None:
+    """``load(index)``; for an unreadable image, raise (``"error"``) or warn and return ``None``.
+
+    Datasets return ``None`` for a skipped sample; the loader's collate drops it and counts it.
+    """
+    try:
+        return load(index)
+    except BadImageError as err:
+        if on_bad_image == "error":
+            raise
+        warnings.warn(f"{err} (skipped: data.on_bad_image=skip)", BadImageWarning, stacklevel=3)
+        return None
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:

@@ -19,7 +19,6 @@ A sample of the dataset is a dict (the landmarks batch contract of DESIGN.md):
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ import torch
 
 from cvtasks.data.annotations import AnnotationError
 from cvtasks.data.image_folder import ImageFolderDataset
-from cvtasks.data.images import BadImageError, BadImageWarning
+from cvtasks.data.images import load_or_skip
 
 # Transforms that mirror the image, so that a person's left point becomes the right one; D4's
 # reflections by group element name (albumentations 2.0.8).
@@ -239,12 +238,8 @@ class KeypointDataset(ImageFolderDataset):
         self.min_visibility = min_visibility
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        try:
-            image = self.load_image(index)
-        except BadImageError as err:
-            if self.on_bad_image == "error":
-                raise
-            warnings.warn(f"{err} (skipped: data.on_bad_image=skip)", BadImageWarning, stacklevel=2)
+        image = load_or_skip(self.load_image, index, self.on_bad_image)
+        if image is None:
             return None
         sample = self.keypoint_samples[index]
         height, width = image.shape[:2]

@@ -220,7 +220,8 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         return self.net(images)
 
     # -- steps ---------------------------------------------------------------------------------
-    def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor | None:
+    def log_skipped(self, batch: dict[str, Any], split: str) -> None:
+        """Count the batch's unreadable images (``data.on_bad_image=skip``) in ``<split>/``."""
         skipped = batch.get("skipped")
         if skipped is not None:
             self.log(
@@ -231,6 +232,9 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
                 on_epoch=True,
                 sync_dist=True,
             )
+
+    def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor | None:
+        self.log_skipped(batch, split)
         images = batch["image"]
         if images.shape[0] == 0:  # every image of the batch was unreadable and skipped
             return self._empty_batch_loss(split)

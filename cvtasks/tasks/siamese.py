@@ -162,16 +162,7 @@ class SiameseTask(TaskModule):
         return cross_distance(query, gallery, self.distance)
 
     def _pair_step(self, batch: dict[str, Any], split: str) -> None:
-        skipped = batch.get("skipped")
-        if skipped is not None:
-            self.log(
-                f"{split}/skipped_images",
-                skipped.float().sum(),
-                reduce_fx="sum",
-                on_step=False,
-                on_epoch=True,
-                sync_dist=True,
-            )
+        self.log_skipped(batch, split)
         if batch["image"].shape[0] == 0:  # every pair of the batch had an unreadable image
             return
         n = batch["image"].shape[0]
