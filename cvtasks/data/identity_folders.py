@@ -31,6 +31,7 @@ from cvtasks.data.identity_sampler import IdentityBatchSampler
 from cvtasks.data.image_folder import ImageFolderDataset
 from cvtasks.data.images import IMAGE_EXTENSIONS, BadImageError, BadImageWarning, is_image_file
 from cvtasks.data.pairs import ON_PROBLEM, Pair, draw_pairs, parse_pairs_file, resolve_pairs
+from cvtasks.data.resumable import ResumableDataLoader
 from cvtasks.registry import DATASETS
 
 
@@ -328,7 +329,8 @@ class IdentityFoldersDataModule(VisionDataModule):
             **self.batching,
             seed=self.sampler_seed,
         )
-        return DataLoader(
+        # resumable: a killed run continues mid-epoch (the P x K order is a function of seed, epoch)
+        return ResumableDataLoader(
             self.train_dataset,
             batch_sampler=sampler,
             num_workers=self.num_workers,

@@ -64,6 +64,19 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_
         assert got[key] == pytest.approx(ref[key], abs=1e-4), key
 
 
+def test_siamese_pk_batches_resume_mid_epoch_like_an_uninterrupted_run(tmp_path):
+    siamese = ("task=siamese", "data=digits_identities")
+    reference = train(tmp_path, tmp_path / "reference", *siamese).check()
+    killed_dir = tmp_path / "killed"
+    killed = train(tmp_path, killed_dir, *siamese, *inject("KillAt", 6))
+    assert killed.proc.returncode == -signal.SIGKILL
+    resumed = train(tmp_path, killed_dir, *siamese, "ckpt_path=last").check()
+    ref, got = reference.metrics, resumed.metrics
+    assert got["global_step"] == ref["global_step"] == 8
+    for key in ("val/auc", "test/auc", "test/verification_acc"):
+        assert got[key] == pytest.approx(ref[key], abs=1e-4), key
+
+
 def test_ckpt_path_last_with_nothing_to_resume_says_where_it_looked(tmp_path):
     run = train(tmp_path, None, f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=last")
     assert run.proc.returncode == 2
