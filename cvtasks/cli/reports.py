@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -35,7 +36,7 @@ def _sample(batch: Mapping[str, Any], k: int) -> dict[str, Any]:
     }
 
 
-class Report:
+class Report(ABC):
     """Base report: keeps the ``keep`` worst samples; subclasses score them and draw charts.
 
     Args:
@@ -55,9 +56,9 @@ class Report:
         self._worst: list[tuple[float, int, dict[str, Any]]] = []
         self._counter = itertools.count()
 
+    @abstractmethod
     def scores(self, outputs: Any, batch: Mapping[str, Any]) -> torch.Tensor:
         """How wrong each sample of the batch is (higher: worse)."""
-        raise NotImplementedError
 
     def update(self, outputs: Any, batch: Mapping[str, Any]) -> None:
         """Score a batch and keep its samples that are among the worst so far."""

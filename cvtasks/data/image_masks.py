@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -215,7 +216,7 @@ class ImageMaskDataset(Dataset):
         }
 
 
-class SegmentationDataModule(VisionDataModule):
+class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
     """Base of segmentation DataModules: subclasses list the pairs in :meth:`scan`.
 
     Pipelines resize masks with nearest-neighbour interpolation whatever the augmentations say
@@ -237,9 +238,9 @@ class SegmentationDataModule(VisionDataModule):
         self.eval_transform = build_pipeline(augment, size, mean, std, train=False, **nearest)
         self._splits: dict[str, list[Pair]] | None = None
 
+    @abstractmethod
     def scan(self) -> tuple[list[str], dict[str, list[Pair]]]:
         """``(class_names, {"train": pairs, "val": pairs, "test": pairs})``; subclasses list."""
-        raise NotImplementedError(f"{type(self).__name__} must implement scan()")
 
     @property
     def splits(self) -> dict[str, list[Pair]]:

@@ -11,6 +11,28 @@ from cvtasks.layers import make_activation
 from cvtasks.registry import HEADS
 
 
+def pooled_mlp(
+    in_chs: int,
+    out_features: int,
+    hidden_dims: Sequence[int] = (),
+    dropout: float = 0.0,
+    act_layer: str | type[nn.Module] = "relu",
+    pool_size: int = 1,
+) -> nn.Sequential:
+    """Average-pool a feature map to ``pool_size`` x ``pool_size``, flatten, then an MLP.
+
+    Each layer is dropout → linear, with ``act_layer`` after every hidden one; the last linear
+    layer gives ``out_features``. Shared by the classification, box and keypoint heads.
+    """
+    width = in_chs * pool_size * pool_size
+    layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1)]
+    for hidden in hidden_dims:
+        layers += [nn.Dropout(dropout), nn.Linear(width, int(hidden)), make_activation(act_layer)]
+        width = int(hidden)
+    layers += [nn.Dropout(dropout), nn.Linear(width, out_features)]
+    return nn.Sequential(*layers)
+
+
 class ClassifierHead(nn.Module):
     """Global average pooling of the last feature map, optional hidden layers, then logits.
 
@@ -35,17 +57,8 @@ class ClassifierHead(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
-        width = int(feature_info[-1]["num_chs"])
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(1)]
-        for hidden in hidden_dims:
-            layers += [
-                nn.Dropout(dropout),
-                nn.Linear(width, int(hidden)),
-                make_activation(act_layer),
-            ]
-            width = int(hidden)
-        layers += [nn.Dropout(dropout), nn.Linear(width, num_classes)]
-        self.layers = nn.Sequential(*layers)
+        in_chs = int(feature_info[-1]["num_chs"])
+        self.layers = pooled_mlp(in_chs, num_classes, hidden_dims, dropout, act_layer)
         self.num_classes = num_classes
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:

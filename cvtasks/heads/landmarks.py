@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvtasks.layers import ConvNormAct, make_activation
+from cvtasks.heads.classification import pooled_mlp
+from cvtasks.layers import ConvNormAct
 from cvtasks.registry import HEADS
 
 
@@ -61,6 +62,7 @@ def _check(num_keypoints: int, dropout: float = 0.0) -> None:
         raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
 
 
+@HEADS.register("keypoint_regression")
 class KeypointRegressionHead(nn.Module):
     """Pooled deepest features → hidden layers → ``K`` points and ``K`` visibility logits.
 
@@ -87,17 +89,10 @@ class KeypointRegressionHead(nn.Module):
         _check(num_keypoints, dropout)
         if pool_size < 1:
             raise ValueError(f"task.head.pool_size must be >= 1, got {pool_size}")
-        width = int(feature_info[-1]["num_chs"]) * pool_size**2
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1)]
-        for hidden in hidden_dims:
-            layers += [
-                nn.Dropout(dropout),
-                nn.Linear(width, int(hidden)),
-                make_activation(act_layer),
-            ]
-            width = int(hidden)
-        layers += [nn.Dropout(dropout), nn.Linear(width, num_keypoints * 3)]
-        self.layers = nn.Sequential(*layers)
+        in_chs = int(feature_info[-1]["num_chs"])
+        self.layers = pooled_mlp(
+            in_chs, num_keypoints * 3, hidden_dims, dropout, act_layer, pool_size
+        )
         self.num_keypoints = num_keypoints
 
     def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -114,6 +109,7 @@ class KeypointRegressionHead(nn.Module):
         return outputs["keypoints"].float(), outputs["visibility"].float().sigmoid()
 
 
+@HEADS.register("keypoint_heatmap")
 class KeypointHeatmapHead(nn.Module):
     """Top-down upsampling head: ``K`` heatmaps at ``stride`` of the input, soft-argmax decoded.
 
@@ -199,31 +195,3 @@ class KeypointHeatmapHead(nn.Module):
         heatmaps = outputs["heatmaps"].float()
         confidence = heatmaps.flatten(2).amax(dim=-1).clamp(0.0, 1.0)
         return soft_argmax(heatmaps, self.beta), confidence
-
-
-@HEADS.register("keypoint_regression")
-def keypoint_regression(
-    feature_info: Sequence[Mapping[str, Any]],
-    num_keypoints: int,
-    hidden_dims: Sequence[int] = (256,),
-    dropout: float = 0.0,
-    act_layer: str = "relu",
-    pool_size: int = 1,
-) -> KeypointRegressionHead:
-    """Pooled features → MLP → ``K x 2`` coordinates and ``K`` visibility logits."""
-    return KeypointRegressionHead(
-        feature_info, num_keypoints, hidden_dims, dropout, act_layer, pool_size
-    )
-
-
-@HEADS.register("keypoint_heatmap")
-def keypoint_heatmap(
-    feature_info: Sequence[Mapping[str, Any]],
-    num_keypoints: int,
-    stride: int = 4,
-    channels: int = 64,
-    beta: float = 15.0,
-    act_layer: str = "relu",
-) -> KeypointHeatmapHead:
-    """Upsampling head → ``K`` heatmaps at ``stride``, decoded by soft-argmax."""
-    return KeypointHeatmapHead(feature_info, num_keypoints, stride, channels, beta, act_layer)

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvtasks.layers import ConvNormAct, make_activation
+from cvtasks.heads.classification import pooled_mlp
+from cvtasks.layers import ConvNormAct
 from cvtasks.registry import HEADS
 
 
@@ -49,6 +50,7 @@ def _check(num_classes: int, dropout: float) -> None:
         raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
 
 
+@HEADS.register("localization")
 class AttentionBoxHead(nn.Module):
     """Per-cell box proposals averaged by a spatial softmax, plus class scores.
 
@@ -108,6 +110,7 @@ class AttentionBoxHead(nn.Module):
         return {"logits": self.classifier(pooled), "box": box.reshape(batch, 4)}
 
 
+@HEADS.register("localization_fc")
 class FCBoxHead(nn.Module):
     """Seed 001's fully connected regression head: pooled grid → hidden layers → scores + box.
 
@@ -136,17 +139,10 @@ class FCBoxHead(nn.Module):
         _check(num_classes, dropout)
         if pool_size < 1:
             raise ValueError(f"task.head.pool_size must be >= 1, got {pool_size}")
-        width = _stage(feature_info, feature_index) * pool_size * pool_size
-        layers: list[nn.Module] = [nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(1)]
-        for hidden in hidden_dims:
-            layers += [
-                nn.Dropout(dropout),
-                nn.Linear(width, int(hidden)),
-                make_activation(act_layer),
-            ]
-            width = int(hidden)
-        layers += [nn.Dropout(dropout), nn.Linear(width, num_classes + 1 + 4)]
-        self.layers = nn.Sequential(*layers)
+        in_chs = _stage(feature_info, feature_index)
+        self.layers = pooled_mlp(
+            in_chs, num_classes + 1 + 4, hidden_dims, dropout, act_layer, pool_size
+        )
         self.feature_index = feature_index
         self.num_classes = num_classes
 
@@ -154,32 +150,3 @@ class FCBoxHead(nn.Module):
         """``{"logits": [B, C + 1], "box": [B, 4]}``; the box goes through a sigmoid."""
         out = self.layers(features[self.feature_index])
         return {"logits": out[:, :-4], "box": torch.sigmoid(out[:, -4:].float())}
-
-
-@HEADS.register("localization")
-def localization_head(
-    feature_info: Sequence[Mapping[str, Any]],
-    num_classes: int,
-    channels: int = 128,
-    dropout: float = 0.0,
-    feature_index: int = -1,
-    max_offset: float = 2.0,
-) -> AttentionBoxHead:
-    """Attention-weighted per-cell boxes (see :class:`AttentionBoxHead`)."""
-    return AttentionBoxHead(feature_info, num_classes, channels, dropout, feature_index, max_offset)
-
-
-@HEADS.register("localization_fc")
-def localization_fc_head(
-    feature_info: Sequence[Mapping[str, Any]],
-    num_classes: int,
-    pool_size: int = 4,
-    hidden_dims: Sequence[int] = (256,),
-    dropout: float = 0.0,
-    act_layer: str = "relu",
-    feature_index: int = -1,
-) -> FCBoxHead:
-    """The seed's fully connected regression head (see :class:`FCBoxHead`)."""
-    return FCBoxHead(
-        feature_info, num_classes, pool_size, hidden_dims, dropout, act_layer, feature_index
-    )
