@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated data cache, Hydra composition, train.py runs in a temp folder."""
+"""Shared fixtures: an isolated data cache, one torch thread, Hydra composition, train.py runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
@@ -30,6 +31,20 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("CVTASKS_CACHE", None)
     else:
         os.environ["CVTASKS_CACHE"] = old
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op torch thread for the test, then the old count back.
+
+    On a busy shared CPU, spinning OpenMP threads cost more than they give: small models step
+    several times faster on one thread there. Request it, or mark a module with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -49,15 +49,15 @@ the last stage averaged over positions, ``[B, 256]``.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
-from cvtasks.layers import ConvNormAct, GlobalPool
+from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained, rename_modules
+from cvtasks.backbones.common import FCHeadBackbone, run_stages
+from cvtasks.layers import ConvNormAct
 from cvtasks.registry import BACKBONES
 
 ConvSpec = tuple[int, int, int, int]  # out_chs, kernel, stride, padding
@@ -93,7 +93,7 @@ def _final_size(size: int, convs: Sequence[ConvSpec], ceil_mode: bool) -> int:
     return size
 
 
-class AlexNet(Backbone):
+class AlexNet(FCHeadBackbone):
     """AlexNet (see the module docstring for the layer table and the seed citations).
 
     Args:
@@ -106,7 +106,6 @@ class AlexNet(Backbone):
         pretrained: a local weights file in cvtasks' layout or torchvision's ``alexnet`` one.
     """
 
-    classifier_modules = ("head",)
     stem_weight = "stages.0.conv1.conv.weight"
     variant: str = "alexnet"  # the registered name, set by _create_alexnet
 
@@ -149,29 +148,11 @@ class AlexNet(Backbone):
                 dict(num_chs=in_chs, reduction=reduction, module=f"stages.{s}")
             )
         self.num_features = in_chs
-
-        self.global_pool = GlobalPool("avg")  # the features path: pre_logits or no classes
-        self.head: nn.Module = nn.Identity()
-        if num_classes:
-            self.head = nn.Sequential(
-                OrderedDict(
-                    pool=nn.AdaptiveAvgPool2d(POOL_SIZE),
-                    flatten=nn.Flatten(1),
-                    drop1=nn.Dropout(drop_rate),
-                    fc1=nn.Linear(in_chs * POOL_SIZE**2, HIDDEN),
-                    act1=nn.ReLU(),
-                    drop2=nn.Dropout(drop_rate),
-                    fc2=nn.Linear(HIDDEN, HIDDEN),
-                    act2=nn.ReLU(),
-                    fc=nn.Linear(HIDDEN, num_classes),
-                )
-            )
+        # torchvision's AlexNet drops out in front of fc1 and fc2.
+        self.init_fc_head(num_classes, drop_rate, POOL_SIZE, HIDDEN, dropout_first=True)
         # Weights keep PyTorch's default initialisation, as torchvision's AlexNet does.
         if pretrained:
             load_pretrained(self, pretrained, key_map=_alexnet_checkpoint_filter)
-
-    def extra_repr(self) -> str:
-        return f"variant={self.variant}"
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The pool1, pool2 and pool3 maps, shallow to deep.
@@ -188,26 +169,7 @@ class AlexNet(Backbone):
                 f"images to {self.default_input_size}x{self.default_input_size}, the size the "
                 "network is defined for."
             )
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Classify pool3's map ``[B, 256, H, W]``.
-
-        Args:
-            x: the last stage's map.
-            pre_logits: return the map averaged over positions, ``[B, 256]``.
-
-        Returns:
-            Logits ``[B, num_classes]``, or ``[B, 256]`` features when ``pre_logits`` or
-            ``num_classes == 0``.
-        """
-        if pre_logits or not self.num_classes:
-            return self.global_pool(x)
-        return self.head(x)
+        return run_stages(self.stages, x)
 
 
 # torchvision's AlexNet: ``features`` and ``classifier`` are Sequentials of every layer, ReLUs,
@@ -231,11 +193,7 @@ def _alexnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
     than the model leaves the model's freshly initialised conv1 weight in place, with a warning.
     """
     if "features.0.weight" in state:
-        renamed: StateDict = {}
-        for key, value in state.items():
-            module, _, leaf = key.rpartition(".")
-            renamed[f"{_TORCHVISION_NAMES.get(module, module)}.{leaf}"] = value
-        state = renamed
+        state = rename_modules(state, _TORCHVISION_NAMES)
     return state
 
 

@@ -368,6 +368,20 @@ def _rename_prefixes(state: StateDict, key_map: Mapping[str, str | None]) -> Sta
     return out
 
 
+def rename_modules(state: StateDict, names: Mapping[str, str]) -> StateDict:
+    """Rename the module part of each key (all but the last dotted name) by ``names``.
+
+    For checkpoints of another library's layout, e.g. ``{"features.0": "stages.0.conv1.conv"}``
+    turns ``features.0.weight`` into ``stages.0.conv1.conv.weight``; keys of modules not in
+    ``names`` keep their name.
+    """
+    renamed: StateDict = {}
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        renamed[f"{names.get(module, module)}.{leaf}"] = value
+    return renamed
+
+
 def _few(keys: Sequence[str]) -> str:
     shown = ", ".join(keys[:_SHOWN])
     return shown + (", ..." if len(keys) > _SHOWN else "")

@@ -71,7 +71,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
+from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained
+from cvtasks.backbones.common import ConvHeadBackbone, init_torchvision_weights
 from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
 from cvtasks.registry import BACKBONES
 
@@ -115,7 +116,7 @@ def scale_depth(blocks: int, depth_mult: float) -> int:
     return math.ceil(blocks * depth_mult)
 
 
-class EfficientNet(Backbone):
+class EfficientNet(ConvHeadBackbone):
     """EfficientNet (see the module docstring for the stage table and the scaling).
 
     Args:
@@ -135,8 +136,7 @@ class EfficientNet(Backbone):
         ValueError: bad ``num_classes``, ``drop_rate`` or ``drop_path_rate``.
     """
 
-    classifier_modules = ("conv_head", "fc")
-    stem_weight = "stem.conv.weight"
+    feature_stages = FEATURE_STAGES
 
     def __init__(
         self,
@@ -191,62 +191,20 @@ class EfficientNet(Backbone):
                 self.feature_info.append(info)
         self.blocks = nn.Sequential(*stages)
         self.num_features = in_chs
-
-        self.head_chs = HEAD_EXPANSION * in_chs
-        self.conv_head = (
-            ConvNormAct(in_chs, self.head_chs, 1, act_layer="silu", **opts)
-            if num_classes
-            else nn.Identity()
+        self.init_conv_head(
+            HEAD_EXPANSION * in_chs, num_classes, drop_rate, act_layer="silu", **opts
         )
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.head_chs, num_classes) if num_classes else nn.Identity()
 
-        self._init_weights()
+        # torchvision's initialisation, so that training from scratch matches its recipe.
+        init_torchvision_weights(self, _uniform_by_out_features)
         if pretrained:
             load_pretrained(self, pretrained, key_map=_efficientnet_checkpoint_filter)
 
-    def _init_weights(self) -> None:
-        # torchvision's initialisation, so that training from scratch matches its recipe.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The five stage maps; at 224x224 (B0) 16@112, 24@56, 40@28, 112@14 and 320@7."""
-        x = self.stem(x)
-        features = []
-        for i, stage in enumerate(self.blocks):
-            x = stage(x)
-            if i in FEATURE_STAGES:
-                features.append(x)
-        return features
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Classify the last stage's map ``[B, num_features, H, W]``.
-
-        Args:
-            x: the last stage's map (320 channels in B0).
-            pre_logits: return the pooled last stage ``[B, num_features]``, as every backbone
-                does; the wider ``conv_head`` output is the classifier's own.
-
-        Returns:
-            Logits ``[B, num_classes]`` (``conv_head`` → pool → dropout → ``fc``), or pooled
-            features ``[B, num_features]`` when ``pre_logits`` or ``num_classes == 0``.
-        """
-        if pre_logits or not self.num_classes:
-            return self.global_pool(x).flatten(1)
-        x = self.global_pool(self.conv_head(x)).flatten(1)
-        return self.fc(self.head_drop(x))
+def _uniform_by_out_features(weight: torch.Tensor) -> torch.Tensor:
+    """torchvision's EfficientNet linear init: uniform in ``±1/sqrt(out_features)``."""
+    bound = 1.0 / math.sqrt(weight.shape[0])
+    return nn.init.uniform_(weight, -bound, bound)
 
 
 def _efficientnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:

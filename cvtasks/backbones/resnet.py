@@ -50,20 +50,20 @@ STAGE_WIDTHS = (64, 128, 256, 512)  # conv widths per stage; a Bottleneck output
 STEM_WIDTH = 64
 
 
-def _branch_drop(p: float) -> nn.Module:
-    # nn.Identity when off, so that the default network is exactly torchvision's graph.
-    return DropPath(p) if p > 0 else nn.Identity()
+class _DropsBranch(nn.Module):
+    """Mixin for a residual block: a ``drop_path_rate`` keyword and the ``drop_path`` it builds.
 
-
-class ResBasicBlock(BasicBlock):
-    """:class:`BasicBlock` whose residual branch is dropped per sample with ``drop_path_rate``.
-
-    Same parameters and state-dict keys as :class:`BasicBlock` (``drop_path`` has none).
+    ``drop_path`` has no parameters, so the block keeps its parent's parameters and state-dict
+    keys; it is ``nn.Identity`` at rate 0, so the default network is exactly torchvision's graph.
     """
 
     def __init__(self, *args: Any, drop_path_rate: float = 0.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.drop_path = _branch_drop(drop_path_rate)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+
+class ResBasicBlock(_DropsBranch, BasicBlock):
+    """:class:`BasicBlock` whose residual branch is dropped per sample with ``drop_path_rate``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``act(drop_path(F(x)) + shortcut(x))``."""
@@ -73,15 +73,8 @@ class ResBasicBlock(BasicBlock):
         return self.act2(self.drop_path(out) + shortcut)
 
 
-class ResBottleneck(Bottleneck):
-    """:class:`Bottleneck` whose residual branch is dropped per sample with ``drop_path_rate``.
-
-    Same parameters and state-dict keys as :class:`Bottleneck` (``drop_path`` has none).
-    """
-
-    def __init__(self, *args: Any, drop_path_rate: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.drop_path = _branch_drop(drop_path_rate)
+class ResBottleneck(_DropsBranch, Bottleneck):
+    """:class:`Bottleneck` whose residual branch is dropped per sample with ``drop_path_rate``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``act(drop_path(F(x)) + shortcut(x))``."""
@@ -203,13 +196,24 @@ class ResNet(Backbone):
         return features
 
 
+#: the block and the blocks per stage of each variant, as the module docstring lists them.
+ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    "resnet18": (ResBasicBlock, (2, 2, 2, 2)),
+    "resnet34": (ResBasicBlock, (3, 4, 6, 3)),
+    "resnet50": (ResBottleneck, (3, 4, 6, 3)),
+    "resnet101": (ResBottleneck, (3, 4, 23, 3)),
+    "resnet152": (ResBottleneck, (3, 8, 36, 3)),
+}
+
+
 def _create_resnet(variant: str, **kwargs: Any) -> ResNet:
-    """Build a :class:`ResNet` from a variant's block and depths plus the user's keywords.
+    """Build a :class:`ResNet` from a variant's row of ``ARCHS`` plus the user's keywords.
 
     A keyword repeating the variant's ``block`` or ``layers`` raises ``TypeError``: depth is what
     the name says.
     """
-    model = ResNet(**kwargs)
+    block, layers = ARCHS[variant]
+    model = ResNet(block=block, layers=layers, **kwargs)
     model.variant = variant
     return model
 
@@ -217,33 +221,28 @@ def _create_resnet(variant: str, **kwargs: Any) -> ResNet:
 @BACKBONES.register("resnet18")
 def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18: :class:`ResBasicBlock` x (2, 2, 2, 2), 11.7M parameters with 1000 classes."""
-    model_args = dict(block=ResBasicBlock, layers=(2, 2, 2, 2))
-    return _create_resnet("resnet18", **model_args, **kwargs)
+    return _create_resnet("resnet18", **kwargs)
 
 
 @BACKBONES.register("resnet34")
 def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34: :class:`ResBasicBlock` x (3, 4, 6, 3), 21.8M parameters with 1000 classes."""
-    model_args = dict(block=ResBasicBlock, layers=(3, 4, 6, 3))
-    return _create_resnet("resnet34", **model_args, **kwargs)
+    return _create_resnet("resnet34", **kwargs)
 
 
 @BACKBONES.register("resnet50")
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: :class:`ResBottleneck` x (3, 4, 6, 3), 25.6M parameters with 1000 classes."""
-    model_args = dict(block=ResBottleneck, layers=(3, 4, 6, 3))
-    return _create_resnet("resnet50", **model_args, **kwargs)
+    return _create_resnet("resnet50", **kwargs)
 
 
 @BACKBONES.register("resnet101")
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101: :class:`ResBottleneck` x (3, 4, 23, 3), 44.5M parameters with 1000 classes."""
-    model_args = dict(block=ResBottleneck, layers=(3, 4, 23, 3))
-    return _create_resnet("resnet101", **model_args, **kwargs)
+    return _create_resnet("resnet101", **kwargs)
 
 
 @BACKBONES.register("resnet152")
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152: :class:`ResBottleneck` x (3, 8, 36, 3), 60.2M parameters with 1000 classes."""
-    model_args = dict(block=ResBottleneck, layers=(3, 8, 36, 3))
-    return _create_resnet("resnet152", **model_args, **kwargs)
+    return _create_resnet("resnet152", **kwargs)

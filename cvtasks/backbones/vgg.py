@@ -42,15 +42,16 @@ torchvision's keys, so its checkpoints load.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
-from cvtasks.layers import ConvNormAct, GlobalPool
+from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained, rename_modules
+from cvtasks.backbones.common import FCHeadBackbone, init_torchvision_weights, run_stages
+from cvtasks.layers import ConvNormAct
 from cvtasks.layers.norm import NormLayer
 from cvtasks.registry import BACKBONES
 
@@ -78,7 +79,7 @@ def _split_stages(cfg: Sequence[int | str]) -> list[list[int]]:
     return stages[:-1]
 
 
-class VGG(Backbone):
+class VGG(FCHeadBackbone):
     """VGG (see the module docstring for the layer table and the seed citations).
 
     Args:
@@ -91,7 +92,6 @@ class VGG(Backbone):
         pretrained: a local weights file in cvtasks' layout or torchvision's ``vgg*`` one.
     """
 
-    classifier_modules = ("head",)
     stem_weight = "stages.0.0.conv.weight"
     variant: str = "vgg"  # the registered name, set by _create_vgg
 
@@ -128,44 +128,14 @@ class VGG(Backbone):
                 dict(num_chs=in_chs, reduction=2 ** (s + 1), module=f"stages.{s}")
             )
         self.num_features = in_chs
+        # torchvision's VGG drops out behind the ReLUs of fc1 and fc2.
+        self.init_fc_head(num_classes, drop_rate, POOL_SIZE, HIDDEN, dropout_first=False)
 
-        self.global_pool = GlobalPool("avg")  # the features path: pre_logits or no classes
-        self.head: nn.Module = nn.Identity()
-        if num_classes:
-            self.head = nn.Sequential(
-                OrderedDict(
-                    pool=nn.AdaptiveAvgPool2d(POOL_SIZE),
-                    flatten=nn.Flatten(1),
-                    fc1=nn.Linear(in_chs * POOL_SIZE**2, HIDDEN),
-                    act1=nn.ReLU(),
-                    drop1=nn.Dropout(drop_rate),
-                    fc2=nn.Linear(HIDDEN, HIDDEN),
-                    act2=nn.ReLU(),
-                    drop2=nn.Dropout(drop_rate),
-                    fc=nn.Linear(HIDDEN, num_classes),
-                )
-            )
-
-        self._init_weights()
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=_vgg_checkpoint_filter)
-
-    def _init_weights(self) -> None:
         # torchvision's VGG init: He normal on fan-out for the convolutions (plain VGG-19 has no
         # norm to rescale 16 layers), norms at (1, 0), N(0, 0.01) for the linear layers.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.zeros_(module.bias)
-
-    def extra_repr(self) -> str:
-        return f"variant={self.variant}"
+        init_torchvision_weights(self, partial(nn.init.normal_, mean=0.0, std=0.01))
+        if pretrained:
+            load_pretrained(self, pretrained, key_map=_vgg_checkpoint_filter)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five stage outputs, at 1/2 ... 1/32 of the input: 112, 56, 28, 14, 7 at 224.
@@ -179,26 +149,7 @@ class VGG(Backbone):
                 f"max-pools), got {tuple(x.shape[-2:])}. Pad or resize the images to at least "
                 f"{MIN_SIZE}x{MIN_SIZE}; the network is defined for 224x224."
             )
-        features = []
-        for stage in self.stages:
-            x = stage(x)
-            features.append(x)
-        return features
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Classify the last stage's map ``[B, 512, H, W]``.
-
-        Args:
-            x: the last stage's map.
-            pre_logits: return the map averaged over positions, ``[B, 512]``.
-
-        Returns:
-            Logits ``[B, num_classes]``, or ``[B, 512]`` features when ``pre_logits`` or
-            ``num_classes == 0``.
-        """
-        if pre_logits or not self.num_classes:
-            return self.global_pool(x)
-        return self.head(x)
+        return run_stages(self.stages, x)
 
 
 # torchvision's classifier is one Sequential: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear.
@@ -238,11 +189,7 @@ def _vgg_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
         # The checkpoint says whether it has norms, so that a plain checkpoint for a _bn model
         # (or the reverse) fails on the norm keys rather than on shifted indices.
         names = _torchvision_names(model.cfg, has_norm="features.1.running_mean" in state)
-        renamed: StateDict = {}
-        for key, value in state.items():
-            module, _, leaf = key.rpartition(".")
-            renamed[f"{names.get(module, module)}.{leaf}"] = value
-        state = renamed
+        state = rename_modules(state, names)
     return state
 
 

@@ -239,10 +239,14 @@ class BoxDataModule(VisionDataModule):
     def read_splits(self) -> tuple[list[str], Splits]:
         """Read the annotations: ``(class_names, {"train": samples, ...})``."""
 
+    def prepare_root(self) -> None:
+        """Make the files exist before they are read; a no-op here, built-in datasets write them."""
+
     @property
     def splits(self) -> Splits:
         """``{"train": [...], "val": [...], "test": [...]}``, read once."""
         if self._splits is None:
+            self.prepare_root()
             names, self._splits = self.read_splits()
             self.class_names = names
         return self._splits

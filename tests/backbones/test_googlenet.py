@@ -35,14 +35,9 @@ TABLE = {
 SIDE_AT_224 = {"3": 28, "4": 14, "5": 7}  # spatial size of each inception group's maps
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two cores shared by several jobs: two spinning OpenMP threads run GoogLeNet ~50x slower
-    # than one here, so these tests use one and give the setting back afterwards.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Two cores shared by several jobs: two spinning OpenMP threads run GoogLeNet ~50x slower than
+# one here, so these tests use one and give the setting back afterwards.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def conv_params(cin: int, cout: int, k: int, bn: bool) -> int:

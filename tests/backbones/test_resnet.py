@@ -18,23 +18,11 @@ from cvtasks.backbones import validate_backbone
 from cvtasks.backbones.resnet import ResNet, resnet18, resnet50
 from cvtasks.layers import fuse_batchnorm
 from cvtasks.registry import BACKBONES
+from tests.backbones.conftest import randomize_bn
 
 ROOT = Path(__file__).parents[2]
 NAMES = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 STAGE_CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet50": (256, 512, 1024, 2048)}
-
-
-def randomize_bn(model: nn.Module) -> nn.Module:
-    """Random affine and running statistics in every BatchNorm, so that eval BN matters."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.uniform_(-0.2, 0.2, generator=g)
-                m.running_mean.uniform_(-0.2, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
-    return model.eval()
 
 
 def assert_same(actual, expected):

@@ -15,6 +15,7 @@ from cvtasks.backbones import LoadedKeys, load_pretrained, validate_backbone
 from cvtasks.backbones.vgg import VGG, _vgg_checkpoint_filter
 from cvtasks.layers import fuse_batchnorm
 from cvtasks.registry import BACKBONES
+from tests.backbones.conftest import randomize_bn
 
 NAMES = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
 # seed 001 Table 6.1 (l.4975-5025): learned parameters of VGG-19's 19 trainable layers, in order
@@ -33,19 +34,6 @@ def count(module: nn.Module) -> int:
 def build_meta(name: str, **kwargs) -> VGG:
     with torch.device("meta"):
         return BACKBONES.build(name, **kwargs)
-
-
-def randomize_bn(model: nn.Module) -> nn.Module:
-    """Random affine and running statistics in every BatchNorm, so that eval BN matters."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.uniform_(-0.2, 0.2, generator=g)
-                m.running_mean.uniform_(-0.2, 0.2, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
-    return model.eval()
 
 
 @pytest.mark.parametrize("name", NAMES)

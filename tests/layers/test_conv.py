@@ -8,6 +8,7 @@ from torchvision.ops.misc import Conv2dNormActivation
 
 from cvtasks.layers import ConvNormAct, SamePad2d, make_norm, remap_conv_norm_act_keys
 from cvtasks.ops import same_padding
+from tests.layers.conftest import randomize_bn
 
 SEED_INPUT = [2.0, 4.0, 6.0, 1.0, 5.0, 3.0, 2.0]  # seed 003 l.582, a 1x7 image
 
@@ -15,16 +16,6 @@ SEED_INPUT = [2.0, 4.0, 6.0, 1.0, 5.0, 3.0, 2.0]  # seed 003 l.582, a 1x7 image
 def _bare(kernel_size, **kw):
     """A 1 -> 1 channel conv without norm, activation or bias: the seed's filters."""
     return ConvNormAct(1, 1, kernel_size, norm_layer=None, act_layer=None, bias=False, **kw)
-
-
-def _randomize_bn(module):
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
-    return module
 
 
 def test_seed_1x4_filter_pads_one_left_two_right():
@@ -99,7 +90,7 @@ def test_other_padding_specs():
 )
 def test_torchvision_conv2d_norm_activation_loads_and_matches(kernel, stride, groups):
     torch.manual_seed(0)
-    theirs = _randomize_bn(Conv2dNormActivation(4, 8, kernel, stride, groups=groups)).eval()
+    theirs = randomize_bn(Conv2dNormActivation(4, 8, kernel, stride, groups=groups)).eval()
     ours = ConvNormAct(4, 8, kernel, stride, padding=None, groups=groups).eval()
     ours.load_state_dict(remap_conv_norm_act_keys(theirs.state_dict(), ours))
     x = torch.randn(2, 4, 9, 9)
@@ -137,7 +128,7 @@ def test_norm_and_activation_choices():
 )
 def test_fuse_matches_eval_output(kw):
     torch.manual_seed(0)
-    layer = _randomize_bn(ConvNormAct(4, 8, **kw)).eval()
+    layer = randomize_bn(ConvNormAct(4, 8, **kw)).eval()
     x = torch.randn(2, 4, 11, 11)
     expected = layer(x)
     assert layer.fuse() is layer

@@ -15,16 +15,7 @@ from cvtasks.layers import (
     fuse_conv_bn,
 )
 from cvtasks.registry import BACKBONES
-
-
-def _randomize_bn(module):
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
-    return module
+from tests.layers.conftest import randomize_bn as _randomize_bn
 
 
 @pytest.mark.parametrize("bias", [False, True])

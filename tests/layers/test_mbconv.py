@@ -16,16 +16,7 @@ from cvtasks.layers import (
     make_divisible,
     remap_conv_norm_act_keys,
 )
-
-
-def _randomize_bn(module):
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
-    return module
+from tests.layers.conftest import randomize_bn
 
 
 @pytest.mark.parametrize(
@@ -35,7 +26,7 @@ def _randomize_bn(module):
 def test_matches_torchvision_mbconv(expand, kernel, stride, in_chs, out_chs):
     torch.manual_seed(0)
     cnf = MBConvConfig(expand, kernel, stride, in_chs, out_chs, num_layers=1)
-    theirs = _randomize_bn(TorchvisionMBConv(cnf, 0.2, nn.BatchNorm2d)).eval()
+    theirs = randomize_bn(TorchvisionMBConv(cnf, 0.2, nn.BatchNorm2d)).eval()
     ours = MBConv(in_chs, out_chs, kernel, stride, expand, drop_path_rate=0.2).eval()
     assert ours.has_skip == theirs.use_res_connect
     ours.load_state_dict(remap_conv_norm_act_keys(theirs.state_dict(), ours))  # strict

@@ -4,16 +4,7 @@ from torch import nn
 from torchvision.models import resnet as tv
 
 from cvtasks.layers import BasicBlock, Bottleneck
-
-
-def _randomize_bn(module):
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-1, 1)
-            bn.running_var.uniform_(0.5, 2)
-            bn.weight.data.uniform_(0.5, 1.5)
-            bn.bias.data.uniform_(-0.5, 0.5)
-    return module
+from tests.layers.conftest import randomize_bn
 
 
 def _projection(in_chs, out_chs, stride):
@@ -34,7 +25,7 @@ def _compare(ours, theirs, in_chs):
 @pytest.mark.parametrize(("in_chs", "out_chs", "stride"), [(8, 8, 1), (8, 16, 2), (8, 16, 1)])
 def test_basic_block_matches_torchvision(in_chs, out_chs, stride):
     torch.manual_seed(0)
-    ours = _randomize_bn(BasicBlock(in_chs, out_chs, stride))
+    ours = randomize_bn(BasicBlock(in_chs, out_chs, stride))
     assert (ours.downsample is None) == (stride == 1 and in_chs == out_chs)
     theirs = tv.BasicBlock(in_chs, out_chs, stride, _projection(in_chs, out_chs, stride))
     _compare(ours, theirs, in_chs)
@@ -45,7 +36,7 @@ def test_basic_block_matches_torchvision(in_chs, out_chs, stride):
 )
 def test_bottleneck_matches_torchvision_v1_5(in_chs, mid_chs, stride, groups):
     torch.manual_seed(0)
-    ours = _randomize_bn(Bottleneck(in_chs, mid_chs, stride, groups=groups))
+    ours = randomize_bn(Bottleneck(in_chs, mid_chs, stride, groups=groups))
     assert ours.out_chs == 4 * mid_chs and ours.conv2.stride == (stride, stride)
     base_width = 64 // groups  # torchvision's width = planes · base_width / 64 · groups
     theirs = tv.Bottleneck(

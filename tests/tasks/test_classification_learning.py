@@ -4,6 +4,7 @@ import pytorch_lightning as pl
 
 from cvtasks.registry import DATASETS
 from cvtasks.tasks.classification import ClassificationTask
+from tests.tasks.conftest import quiet_trainer
 
 
 def test_lenet5_learns_digits_in_a_few_epochs():
@@ -17,14 +18,7 @@ def test_lenet5_learns_digits_in_a_few_epochs():
         class_names=data.class_names,
         optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3},
     )
-    trainer = pl.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=4)
     trainer.fit(task, datamodule=data)
     val_acc = float(trainer.callback_metrics["val/acc"])
     assert val_acc >= 0.9, f"val/acc {val_acc:.3f} after 4 epochs"

@@ -6,6 +6,7 @@ import torch
 
 from cvtasks.registry import DATASETS
 from cvtasks.tasks.landmarks import LandmarksTask
+from tests.tasks.conftest import quiet_trainer
 
 NAMES = ["left_eye", "right_eye", "nose"]
 # LeNet-5 builds in milliseconds; its stages (1/2, 1/4, 1/4) feed both heads.
@@ -128,15 +129,6 @@ TINY_RESNET = {
 }
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a busy shared CPU, spinning threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_heatmap_task_learns_faces_in_a_few_epochs(tmp_path, one_thread):
     pl.seed_everything(0, workers=True)
     data = DATASETS.build(
@@ -148,14 +140,7 @@ def test_heatmap_task_learns_faces_in_a_few_epochs(tmp_path, one_thread):
         keypoint_names=data.keypoint_names,
         optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3},
     )
-    trainer = pl.Trainer(
-        max_epochs=4,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=4)
     (before,) = trainer.validate(task, datamodule=data, verbose=False)
     trainer.fit(task, datamodule=data)
     after = float(trainer.callback_metrics["val/nme"])

@@ -7,6 +7,7 @@ import torch
 from cvtasks.losses.localization import localization_loss
 from cvtasks.registry import DATASETS, TASKS
 from cvtasks.tasks.localization import LocalizationTask
+from tests.tasks.conftest import quiet_trainer
 from tests.tasks.test_base import TinyBackbone
 
 
@@ -88,15 +89,6 @@ def test_bad_settings_are_rejected():
         make_task(loss={"box_loss": "l1"})
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny model gains nothing from intra-op threads, and on a busy CPU they spin for minutes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_short_run_on_the_builtin_data_learns_to_localize(one_thread):
     # 20 steps of LeNet-5: boxes improve clearly (mIoU ~0.25 -> ~0.5); the classes need longer.
     pl.seed_everything(0, workers=True)
@@ -109,16 +101,8 @@ def test_a_short_run_on_the_builtin_data_learns_to_localize(one_thread):
         loss={"box_loss": "giou"},
         optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-3},
     )
-    trainer = pl.Trainer(
-        max_epochs=2,
-        limit_train_batches=10,
-        limit_val_batches=2,
-        num_sanity_val_steps=0,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
+        max_epochs=2, limit_train_batches=10, limit_val_batches=2, num_sanity_val_steps=0
     )
     before = trainer.validate(task, datamodule=data, verbose=False)[0]
     trainer.fit(task, datamodule=data)

@@ -8,6 +8,7 @@ import torch
 from cvtasks.registry import DATASETS
 from cvtasks.tasks.segmentation import SegmentationTask
 from tests.data.test_image_masks import write_pair
+from tests.tasks.conftest import quiet_trainer
 from tests.tasks.test_base import TinyBackbone
 
 
@@ -140,14 +141,9 @@ def test_a_tiny_run_clearly_improves_mean_iou(tmp_path):
         num_classes=data.num_classes,
         optimizer={"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-2},
     )
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=6,
-        accelerator="cpu",
         inference_mode=False,  # validate() before fit() must not leave inference-mode metric states
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     before = trainer.validate(task, datamodule=data, verbose=False)[0]["val/miou"]
     trainer.fit(task, datamodule=data)

@@ -3,20 +3,14 @@
 import math
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from cvtasks.registry import DATASETS, TASKS
 from cvtasks.tasks.siamese import SiameseTask, gallery_search
+from tests.tasks.conftest import quiet_trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: LeNet-sized steps on a busy 2-core machine run ~10x faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread: LeNet-sized steps on a busy 2-core machine run ~10x faster than two.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +28,7 @@ def faces(tmp_path_factory):
 
 
 def trainer(**kwargs):
-    options = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    return pl.Trainer(**{**options, **kwargs})
+    return quiet_trainer(**{"max_epochs": 1, **kwargs})
 
 
 def task(**kwargs):

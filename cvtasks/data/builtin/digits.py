@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cvtasks.data.cache import default_cache_dir, write_once
+from cvtasks.data.builtin.base import WrittenOnFirstUse, builtin_root
+from cvtasks.data.cache import write_once
 from cvtasks.data.image_folder import ImageFolderDataModule, stratified_split
 from cvtasks.registry import DATASETS
 
@@ -61,7 +62,7 @@ def write_digits(root: str | os.PathLike[str]) -> Path:
     return write_once(final, fill)
 
 
-class DigitsDataModule(ImageFolderDataModule):
+class DigitsDataModule(WrittenOnFirstUse, ImageFolderDataModule):
     """:class:`ImageFolderDataModule` over the written digits, writing them first if needed.
 
     Args:
@@ -73,13 +74,9 @@ class DigitsDataModule(ImageFolderDataModule):
         self.data_root = Path(data_root).expanduser()
         super().__init__(self.data_root / DIGITS_DIR, **kwargs)
 
-    def prepare_data(self) -> None:
-        """Write the dataset (Lightning runs this once per node, before ``setup``)."""
-        write_digits(self.data_root)
-
-    def prepare_root(self) -> None:
-        """Write the dataset if missing: ``setup`` may run where ``prepare_data`` did not."""
-        write_digits(self.data_root)
+    def write_dataset(self) -> Path:
+        """Write ``digits-v1`` under ``data_root`` unless it is there (:func:`write_digits`)."""
+        return write_digits(self.data_root)
 
 
 @DATASETS.register("digits")
@@ -108,9 +105,8 @@ def digits(
     Returns:
         The DataModule; the files are written by ``prepare_data`` or on first use.
     """
-    data_root = default_cache_dir() / "data" if root is None else Path(root)
     return DigitsDataModule(
-        data_root,
+        builtin_root(root),
         batch_size=batch_size,
         image_size=image_size,
         mean=mean,

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from cvtasks.data.builtin.base import builtin_root
 from cvtasks.data.builtin.identities import BuiltinIdentitiesDataModule, write_identity_dataset
-from cvtasks.data.cache import default_cache_dir
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.registry import DATASETS
 
@@ -89,7 +89,7 @@ def digits_identities(
         cache_images: keep decoded images in memory (the whole set is tiny).
         **kwargs: other :class:`IdentityFoldersDataModule` options (augment, ...).
     """
-    data_root = default_cache_dir() / "data" if root is None else Path(root)
+    data_root = builtin_root(root)
     return BuiltinIdentitiesDataModule(
         data_root / DIR,
         partial(write_digits_identities, data_root),

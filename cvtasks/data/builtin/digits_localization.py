@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cvtasks.data.boxes import Splits
+from cvtasks.data.builtin.base import WrittenOnFirstUse, builtin_root
 from cvtasks.data.builtin.digits import DIGITS_SEED, DIGITS_SPLIT
-from cvtasks.data.cache import default_cache_dir, write_once
+from cvtasks.data.cache import write_once
 from cvtasks.data.coco import CocoBoxesDataModule
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.registry import DATASETS
@@ -149,7 +149,7 @@ def write_digits_localization(root: str | os.PathLike[str]) -> Path:
     return write_once(final, fill)
 
 
-class DigitsLocalizationDataModule(CocoBoxesDataModule):
+class DigitsLocalizationDataModule(WrittenOnFirstUse, CocoBoxesDataModule):
     """:class:`CocoBoxesDataModule` over the written dataset, writing it first if needed.
 
     Args:
@@ -163,14 +163,9 @@ class DigitsLocalizationDataModule(CocoBoxesDataModule):
         annotations = {s: f"annotations/{s}.json" for s in ("train", "val", "test")}
         super().__init__(root=folder, annotations=annotations, **kwargs)
 
-    def prepare_data(self) -> None:
-        """Write the dataset (Lightning runs this once per node, before ``setup``)."""
-        write_digits_localization(self.data_root)
-
-    def read_splits(self) -> tuple[list[str], Splits]:
-        """Write the dataset if missing (``setup`` may run without ``prepare_data``); read it."""
-        write_digits_localization(self.data_root)
-        return super().read_splits()
+    def write_dataset(self) -> Path:
+        """Write ``digits-loc-v1`` under ``data_root`` unless it is there."""
+        return write_digits_localization(self.data_root)
 
 
 @DATASETS.register("digits_localization")
@@ -195,9 +190,8 @@ def digits_localization(
         cache_images: keep decoded images in memory (about 42 MB decoded).
         **kwargs: other :class:`CocoBoxesDataModule` options (augment, out_of_frame, ...).
     """
-    data_root = default_cache_dir() / "data" if root is None else Path(root)
     return DigitsLocalizationDataModule(
-        data_root,
+        builtin_root(root),
         batch_size=batch_size,
         image_size=image_size,
         mean=mean,

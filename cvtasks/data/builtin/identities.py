@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from cvtasks.data.builtin.base import WrittenOnFirstUse
 from cvtasks.data.cache import write_once
 from cvtasks.data.identity_folders import IdentityFoldersDataModule
 from cvtasks.data.pairs import draw_pairs, image_name, write_pairs_file
@@ -65,7 +66,7 @@ def write_identity_dataset(
     return write_once(final, fill)
 
 
-class BuiltinIdentitiesDataModule(IdentityFoldersDataModule):
+class BuiltinIdentitiesDataModule(WrittenOnFirstUse, IdentityFoldersDataModule):
     """:class:`IdentityFoldersDataModule` over a built-in dataset, writing it first if needed.
 
     Args:
@@ -80,10 +81,6 @@ class BuiltinIdentitiesDataModule(IdentityFoldersDataModule):
         self.write = write
         super().__init__(folder, val_pairs="val_pairs.txt", test_pairs="test_pairs.txt", **kwargs)
 
-    def prepare_data(self) -> None:
-        """Write the dataset (Lightning runs this once per node, before ``setup``)."""
-        self.write()
-
-    def prepare_root(self) -> None:
-        """Write the dataset if missing: ``setup`` may run where ``prepare_data`` did not."""
-        self.write()
+    def write_dataset(self) -> Path:
+        """Write the dataset unless it is there, by the ``write`` given."""
+        return self.write()

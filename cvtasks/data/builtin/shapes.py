@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cvtasks.data.cache import default_cache_dir, write_once
+from cvtasks.data.builtin.base import WrittenOnFirstUse, builtin_root
+from cvtasks.data.cache import write_once
 from cvtasks.data.image_masks import ImageMaskDataModule, write_mask
 from cvtasks.registry import DATASETS
 
@@ -191,7 +192,7 @@ def _fill(folder: Path) -> None:
             write_mask(folder / split / "masks" / f"{index:05d}.png", mask)
 
 
-class ShapesDataModule(ImageMaskDataModule):
+class ShapesDataModule(WrittenOnFirstUse, ImageMaskDataModule):
     """:class:`ImageMaskDataModule` over the written shapes, writing them first if needed.
 
     Args:
@@ -203,13 +204,9 @@ class ShapesDataModule(ImageMaskDataModule):
         self.data_root = Path(data_root).expanduser()
         super().__init__(self.data_root / SHAPES_DIR, **kwargs)
 
-    def prepare_data(self) -> None:
-        """Write the dataset (Lightning runs this once per node, before ``setup``)."""
-        write_shapes(self.data_root)
-
-    def prepare_root(self) -> None:
-        """Write the dataset if missing: ``setup`` may run where ``prepare_data`` did not."""
-        write_shapes(self.data_root)
+    def write_dataset(self) -> Path:
+        """Write ``shapes-v1`` under ``data_root`` unless it is there (:func:`write_shapes`)."""
+        return write_shapes(self.data_root)
 
 
 @DATASETS.register("shapes")
@@ -237,9 +234,8 @@ def shapes(
     Returns:
         The DataModule; the files are written by ``prepare_data`` or on first use.
     """
-    data_root = default_cache_dir() / "data" if root is None else Path(root)
     return ShapesDataModule(
-        data_root,
+        builtin_root(root),
         batch_size=batch_size,
         image_size=image_size,
         mean=mean,

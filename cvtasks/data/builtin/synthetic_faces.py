@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cvtasks.data.cache import default_cache_dir, write_once
+from cvtasks.data.builtin.base import WrittenOnFirstUse, builtin_root
+from cvtasks.data.cache import write_once
 from cvtasks.data.coco_keypoints import CocoKeypointsDataModule
 from cvtasks.io import write_json
 from cvtasks.registry import DATASETS
@@ -246,7 +247,7 @@ def write_synthetic_faces(
     return write_once(final, fill)
 
 
-class SyntheticFacesDataModule(CocoKeypointsDataModule):
+class SyntheticFacesDataModule(WrittenOnFirstUse, CocoKeypointsDataModule):
     """:class:`CocoKeypointsDataModule` over the written faces, writing them first if needed.
 
     Args:
@@ -270,13 +271,9 @@ class SyntheticFacesDataModule(CocoKeypointsDataModule):
         folder = self.data_root / dataset_dir(render_size, self.counts)
         super().__init__(folder, **splits, **kwargs)
 
-    def prepare_data(self) -> None:
-        """Write the dataset (Lightning runs this once per node, before ``setup``)."""
-        write_synthetic_faces(self.data_root, self.render_size, self.counts)
-
-    def prepare_root(self) -> None:
-        """Write the dataset if missing: ``setup`` may run where ``prepare_data`` did not."""
-        write_synthetic_faces(self.data_root, self.render_size, self.counts)
+    def write_dataset(self) -> Path:
+        """Write the faces under ``data_root`` unless they are there."""
+        return write_synthetic_faces(self.data_root, self.render_size, self.counts)
 
 
 @DATASETS.register("synthetic_faces")
@@ -305,9 +302,8 @@ def synthetic_faces(
         cache_images: keep decoded images in memory (about 12 kB each at 64 px).
         **kwargs: other :class:`CocoKeypointsDataModule` options (augment, ...).
     """
-    data_root = default_cache_dir() / "data" if root is None else Path(root)
     return SyntheticFacesDataModule(
-        data_root,
+        builtin_root(root),
         render_size=render_size,
         counts={"train": num_train, "val": num_val, "test": num_test},
         image_size=image_size,

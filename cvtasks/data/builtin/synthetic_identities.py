@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from cvtasks.data.builtin.base import builtin_root
 from cvtasks.data.builtin.identities import BuiltinIdentitiesDataModule, write_identity_dataset
-from cvtasks.data.cache import default_cache_dir
 from cvtasks.registry import DATASETS
 
 VERSION = "v1"  # bump whenever the written files would change
@@ -370,7 +370,7 @@ def synthetic_identities(
         cache_images: keep decoded images in memory (about 120 MB for the default set).
         **kwargs: other :class:`IdentityFoldersDataModule` options.
     """
-    data_root = default_cache_dir() / "data" if root is None else Path(root)
+    data_root = builtin_root(root)
     counts = tuple(int(n) for n in identities)
     return BuiltinIdentitiesDataModule(
         data_root / dataset_dir_name(counts, images_per_person),

@@ -46,12 +46,13 @@ torchvision's ``mobilenet_v2`` checkpoints load through :func:`torchvision_key_m
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
-import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
+from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained
+from cvtasks.backbones.common import ConvHeadBackbone, init_torchvision_weights
 from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
 from cvtasks.registry import BACKBONES
 
@@ -71,7 +72,7 @@ FEATURE_STAGES = (0, 1, 2, 4, 6)  # the last stage at each reduction 2, 4, 8, 16
 ACT = "relu6"
 
 
-class MobileNetV2(Backbone):
+class MobileNetV2(ConvHeadBackbone):
     """MobileNetV2 (see the module docstring for the table and the paper's sections).
 
     Args:
@@ -87,8 +88,7 @@ class MobileNetV2(Backbone):
             ``drop_rate``.
     """
 
-    classifier_modules = ("conv_head", "fc")
-    stem_weight = "stem.conv.weight"
+    feature_stages = FEATURE_STAGES
 
     def __init__(
         self,
@@ -124,58 +124,13 @@ class MobileNetV2(Backbone):
                 )
         self.blocks = nn.Sequential(*stages)
         self.num_features = in_chs
+        head_chs = make_divisible(HEAD_CHS * max(1.0, width_mult), 8)  # only ever widened
+        self.init_conv_head(head_chs, num_classes, drop_rate, act_layer=ACT)
 
-        self.head_chs = make_divisible(HEAD_CHS * max(1.0, width_mult), 8)
-        self.conv_head = (
-            ConvNormAct(in_chs, self.head_chs, 1, act_layer=ACT) if num_classes else nn.Identity()
-        )
-        self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head_drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(self.head_chs, num_classes) if num_classes else nn.Identity()
-
-        self._init_weights()
+        # torchvision's MobileNetV2 initialisation, so training from scratch follows its recipe.
+        init_torchvision_weights(self, partial(nn.init.normal_, mean=0.0, std=0.01))
         if pretrained:
             load_pretrained(self, pretrained, key_map=torchvision_key_map)
-
-    def _init_weights(self) -> None:
-        # torchvision's MobileNetV2 initialisation, so training from scratch follows its recipe.
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0, 0.01)
-                nn.init.zeros_(module.bias)
-
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The five stage maps; at 224x224 16@112, 24@56, 32@28, 96@14 and 320@7."""
-        x = self.stem(x)
-        features = []
-        for i, stage in enumerate(self.blocks):
-            x = stage(x)
-            if i in FEATURE_STAGES:
-                features.append(x)
-        return features
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Logits from the last stage: ``conv_head`` → pool → dropout → ``fc``.
-
-        Args:
-            x: the last stage's map ``[B, num_features, H, W]``.
-            pre_logits: return the pooled last stage ``[B, num_features]`` instead.
-
-        Returns:
-            ``[B, num_classes]`` logits, or ``[B, num_features]`` when ``pre_logits`` or
-            ``num_classes == 0``.
-        """
-        if pre_logits or not self.num_classes:
-            return self.global_pool(x).flatten(1)
-        x = self.global_pool(self.conv_head(x)).flatten(1)
-        return self.fc(self.head_drop(x))
 
 
 def torchvision_key_map(state: StateDict, model: nn.Module) -> StateDict:
