@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -34,15 +36,55 @@ class DeviceBatches:
 
 
 class StepClock(pl.Callback):
-    """The time at the end of every training batch, CUDA synchronized."""
+    """The time at the end of every ``every``-th training batch from batch ``first`` on.
 
-    def __init__(self) -> None:
+    CUDA is synchronized only at those batches, as the plain loop synchronizes only at the ends
+    of its timed windows: a synchronization after every batch would slow the Trainer down.
+    """
+
+    def __init__(self, first: int, every: int) -> None:
+        self.first, self.every = first, every
         self.stamps: list[float] = []
+        self.batches = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        done, self.batches = self.batches, self.batches + 1
+        if done < self.first or (done - self.first) % self.every:
+            return
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         self.stamps.append(time.perf_counter())
+
+
+def train_trainer(args: argparse.Namespace, device: torch.device, steps: int, out: str):
+    """The Trainer ``python train.py`` builds (its trainer and callbacks configs), for ``steps``.
+
+    ``trainer=gpu`` on CUDA (bf16-mixed, cuDNN benchmark) or ``trainer=cpu``, with every per-step
+    callback of ``callbacks=default`` (non-finite loss guard, RNG state, SIGTERM checkpoint,
+    progress bar); no logger, no validation, and no checkpoint files (written after the timed
+    steps anyway).
+    """
+    from hydra import compose, initialize_config_dir
+
+    from cvtasks.cli.build import build_trainer
+    from cvtasks.config import CONFIG_DIR, setup_hydra
+
+    setup_hydra()
+    overrides = [
+        f"trainer={'gpu' if device.type == 'cuda' else 'cpu'}",
+        f"trainer.precision={'bf16-mixed' if args.precision == 'bf16' else '32-true'}",
+        f"+trainer.max_steps={steps}",
+        "trainer.max_epochs=1",
+        "trainer.limit_val_batches=0",
+        "+trainer.num_sanity_val_steps=0",
+        "+trainer.enable_model_summary=false",
+        "logger=none",
+        "~callbacks.model_checkpoint",
+        f"paths.output_dir={out}",
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return build_trainer(cfg)
 
 
 def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.device) -> float:
@@ -58,25 +100,13 @@ def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.devi
         channels_last=bool(args.channels_last),
     )
     steps = args.warmup + args.windows * args.steps
-    clock = StepClock()
-    trainer = pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        benchmark=device.type == "cuda",
-        callbacks=[clock],
-    )
-    trainer.fit(task, train_dataloaders=DeviceBatches(args, device, steps))
-    stamps = clock.stamps[args.warmup - 1 :]
-    rates = []
-    for w in range(args.windows):
-        seconds = stamps[(w + 1) * args.steps] - stamps[w * args.steps]
-        rates.append(args.steps * args.batch_size / seconds)
+    clock = StepClock(first=max(args.warmup, 1) - 1, every=args.steps)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = train_trainer(args, device, steps, out)
+        trainer.callbacks.append(clock)
+        trainer.fit(task, train_dataloaders=DeviceBatches(args, device, steps))
+    rates = [
+        args.steps * args.batch_size / (end - start)
+        for start, end in itertools.pairwise(clock.stamps)
+    ]
     return statistics.median(rates)

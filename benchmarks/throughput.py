@@ -9,10 +9,12 @@ For every backbone it measures, on synthetic data already on the device:
 
 - ``baseline``: timm's model of the same architecture (torchvision's GoogLeNet: timm has none)
   in a plain PyTorch loop, eager and compiled;
-- ``ours``: our backbone in the same loop, eager and compiled; inference also with BatchNorm
-  folded into the convolutions and compiled with CUDA graphs on a GPU (``max-autotune``);
-- ``ours/lightning``: our classification task (backbone + linear head, cross-entropy) trained by
-  the Lightning Trainer from an in-memory data module, and its inference path.
+- ``ours``: our backbone in the same loop, eager and compiled; inference also through the path
+  ``predict``/``evaluate`` use (:func:`cvtasks.inference.optimize_network`): BatchNorm folded into
+  the convolutions, compiled, with CUDA graphs on a GPU (``reduce-overhead``);
+- ``ours/lightning``: our classification task (backbone + linear head, cross-entropy, its
+  torchmetrics) trained by the Trainer ``train.py`` builds (its trainer config and per-step
+  callbacks) from in-memory batches.
 
 Like for like, except where the architectures differ: timm's ``vgg16`` ends in a ``ConvMlp``
 (a 7x7 convolution to 4096 channels, then 1x1) where ours, like torchvision's, pools to 7x7 and
@@ -40,8 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cvtasks.inference import optimize_network
 from cvtasks.io import write_json
-from cvtasks.layers import fuse_batchnorm
 from cvtasks.registry import BACKBONES
 
 from results import command_line, environment, write_section
@@ -141,11 +143,13 @@ def prepared(model: nn.Module, args: argparse.Namespace, device: torch.device) -
     return model
 
 
-def inference_variant(model: nn.Module, device: torch.device) -> nn.Module:
-    """Our inference path: eval, BatchNorm folded into convolutions, compiled."""
-    folded = fuse_batchnorm(model.eval())
-    mode = "max-autotune" if device.type == "cuda" else None  # CUDA graphs + autotuned kernels
-    return torch.compile(folded, mode=mode)
+def inference_variant(
+    model: nn.Module, args: argparse.Namespace, device: torch.device
+) -> nn.Module:
+    """Our inference path: eval, BatchNorm folded, compiled (CUDA graphs on a GPU)."""
+    return optimize_network(
+        model, device, compile=args.inference_mode, channels_last=args.channels_last
+    )
 
 
 def lightning_rates(name: str, args: argparse.Namespace, device: torch.device) -> float:
@@ -212,9 +216,8 @@ def bench_backbone(name: str, args: argparse.Namespace, device: torch.device) ->
     if args.compile:
 
         def folded() -> float:
-            return plain_infer(
-                inference_variant(prepared(our_model(name), args, device), device), args, device
-            )
+            model = inference_variant(prepared(our_model(name), args, device), args, device)
+            return plain_infer(model, args, device)
 
         measure(rows, name, "ours", "infer folded+compiled", folded, device)
     if args.lightning:
@@ -268,6 +271,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--no-lightning", dest="lightning", action="store_false")
+    parser.add_argument(
+        "--inference-mode",
+        default=True,
+        type=lambda v: True if v == "auto" else v,
+        help="torch.compile mode of the folded inference variant (auto: reduce-overhead on a GPU)",
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
     parser.add_argument("--windows", type=int, default=5, help="timed windows (median)")

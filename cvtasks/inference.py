@@ -3,8 +3,9 @@
 :class:`Predictor` takes a trained :class:`~cvtasks.tasks.base.TaskModule`, works on a copy of it
 (the training module is left as it was), folds every BatchNorm into the convolution before it
 (:func:`~cvtasks.layers.fuse.fuse_batchnorm`), switches to ``eval()`` with gradients off, and runs
-under ``torch.inference_mode()``. On a GPU it computes in bfloat16 autocast and, when asked,
-compiles the network with ``torch.compile`` (``mode="reduce-overhead"``: CUDA graphs).
+under ``torch.inference_mode()``. On a GPU it computes in bfloat16 autocast on channels-last
+tensors (NHWC: what tensor-core convolutions read) and, when asked, compiles the network with
+``torch.compile`` (``mode="reduce-overhead"``: CUDA graphs).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from cvtasks.layers.fuse import fuse_batchnorm
 from cvtasks.tasks.base import TaskModule
+from cvtasks.tasks.speed import check_switch, resolve
 
 PRECISIONS = ("auto", "32", "bf16")
 
@@ -31,7 +33,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def optimize_network(
-    net: nn.Module, device: torch.device, compile: bool | str = False
+    net: nn.Module,
+    device: torch.device,
+    compile: bool | str = False,
+    channels_last: bool = False,
 ) -> nn.Module:
     """``net`` with BatchNorm folded, in eval mode without gradients, on ``device``; compiled.
 
@@ -40,11 +45,14 @@ def optimize_network(
         device: where it runs.
         compile: ``False``; ``True`` (``mode="reduce-overhead"`` on a GPU, the default mode on
             a CPU); or a ``torch.compile`` mode name.
+        channels_last: keep the weights in channels-last memory format.
 
     Returns:
         The network, or its ``torch.compile`` wrapper.
     """
     net = fuse_batchnorm(net, inplace=True).eval().requires_grad_(False).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     if compile:
         mode = compile if isinstance(compile, str) else None
         if compile is True and device.type == "cuda":
@@ -66,6 +74,7 @@ class Predictor:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         compile: ``torch.compile`` the network (see :func:`optimize_network`).
         precision: ``"auto"`` (bfloat16 on a GPU, float32 on a CPU), ``"32"`` or ``"bf16"``.
+        channels_last: weights and images in channels-last memory format; ``"auto"``: on a GPU.
     """
 
     def __init__(
@@ -74,12 +83,15 @@ class Predictor:
         device: str | torch.device = "auto",
         compile: bool | str = False,
         precision: str = "auto",
+        channels_last: bool | str = "auto",
     ) -> None:
         if str(precision) not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = resolve_device(device)
         self.task = copy.deepcopy(task).eval().requires_grad_(False).to(self.device)
-        self.task.net = optimize_network(self.task.net, self.device, compile)
+        nhwc = bool(resolve(check_switch("channels_last", channels_last), self.device))
+        self.task.channels_last = nhwc  # TaskModule.forward converts the images to match
+        self.task.net = optimize_network(self.task.net, self.device, compile, nhwc)
         precision = str(precision)
         use_bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
         self.dtype: torch.dtype | None = torch.bfloat16 if use_bf16 else None

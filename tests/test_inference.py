@@ -42,6 +42,19 @@ def test_batchnorm_is_folded_in_a_copy(task):
     task.eval()
 
 
+def test_channels_last_predictions_equal_contiguous_ones(task):
+    images = torch.randn(2, 3, 32, 32)
+    assert Predictor(task, device="cpu").task.channels_last is False  # auto: GPUs only
+    nhwc = Predictor(task, device="cpu", channels_last=True)
+    conv = next(m for m in nhwc.task.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(
+        nhwc.forward(images), Predictor(task, device="cpu").forward(images), atol=1e-4, rtol=1e-4
+    )
+    with pytest.raises(ValueError, match="channels_last='yes' is not allowed"):
+        Predictor(task, device="cpu", channels_last="yes")
+
+
 def test_precision_and_device_choices(task):
     with pytest.raises(ValueError, match="precision must be one of"):
         Predictor(task, precision="fp8")

@@ -91,15 +91,14 @@ def localization_loss(
     """
     classification = F.cross_entropy(logits.float(), label, label_smoothing=label_smoothing)
     has_object = label > 0
-    count = int(has_object.sum())
-    if count == 0:
-        # Keep the graph connected to the box output so that every parameter gets a gradient.
-        box = pred_box.sum() * 0.0
-        return LocalizationLossParts(classification + box, classification, box)
-    per_box = box_regression_loss(
-        pred_box[has_object].float(), target_box[has_object].float(), box_loss, smooth_l1_beta
-    )
-    box = per_box.mean()
+    # Masks instead of boolean indexing, whose output size is data-dependent and would make the
+    # host wait for the device in every step. Rows of *nothing* get a harmless stand-in target
+    # (the whole image) so their masked-out loss and its zero gradient stay finite.
+    stand_in = pred_box.new_tensor([0.5, 0.5, 1.0, 1.0]).expand_as(target_box)
+    target = torch.where(has_object[:, None], target_box.to(pred_box.dtype), stand_in)
+    per_box = box_regression_loss(pred_box.float(), target.float(), box_loss, smooth_l1_beta)
+    count = has_object.sum()
+    box = (per_box * has_object).sum() / count.clamp(min=1)  # 0, still connected, when none
     total = classification + gamma * box * (count / label.shape[0])
     return LocalizationLossParts(total, classification, box)
 

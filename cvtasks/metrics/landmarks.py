@@ -105,7 +105,7 @@ class NME(Metric):
         per_image = (errors * counts).sum(dim=1) / points.clamp(min=1)
         # Out of place: states reset under inference mode (trainer.validate) are inference
         # tensors, which a later in-place update outside it (fit's validation) may not change.
-        self.total = self.total + per_image[points > 0].sum()
+        self.total = self.total + torch.where(points > 0, per_image, 0.0).sum()
         self.images = self.images + (points > 0).sum()
 
     def compute(self) -> torch.Tensor:

@@ -61,11 +61,9 @@ class MeanBoxIoU(Metric):
         """Add a batch: ``float[B, 4]`` predicted and true boxes, ``int64[B]`` true labels."""
         _check(pred_box, target_box, label)
         has_object = label > 0
-        iou = paired_box_iou(
-            cxcywh_to_xyxy(pred_box[has_object].float()),
-            cxcywh_to_xyxy(target_box[has_object].float()),
-        )
-        self.iou_sum = self.iou_sum + iou.sum().double()
+        iou = paired_box_iou(cxcywh_to_xyxy(pred_box.float()), cxcywh_to_xyxy(target_box.float()))
+        # a mask, not boolean indexing (no host-device sync); *nothing* rows may be NaN
+        self.iou_sum = self.iou_sum + torch.where(has_object, iou, 0.0).sum().double()
         self.count = self.count + has_object.sum()
 
     def compute(self) -> torch.Tensor:

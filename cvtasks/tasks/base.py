@@ -151,7 +151,14 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         )
         self.net = TaskNetwork(net, head_module)
         metrics = without_compute_groups(self.make_metrics())
-        self.train_metrics = metrics.clone(prefix="train/")
+        self.train_metrics = without_compute_groups(self.make_train_metrics()).clone(
+            prefix="train/"
+        )
+        for metric in self.train_metrics.values():
+            # torchmetrics checks arguments by their values (torch.unique of the labels), a
+            # device-to-host sync in every training step; validation updates still check them.
+            if hasattr(metric, "validate_args"):
+                metric.validate_args = False
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         #: extra test-time results (e.g. a confusion matrix) written into metrics.json by train.
@@ -162,6 +169,12 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
     @abstractmethod
     def make_metrics(self) -> MetricCollection:
         """The task's metrics; cloned per split with prefixes ``train/``, ``val/``, ``test/``."""
+
+    def make_train_metrics(self) -> MetricCollection:
+        """The metrics of the training split (``train/``): :meth:`make_metrics` unless a task
+        swaps in ones whose updates never wait for the device (e.g.
+        :class:`~cvtasks.metrics.ConfusionScore`), as a training step should not."""
+        return self.make_metrics()
 
     @abstractmethod
     def compute_loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from cvtasks.metrics import ConfusionScore
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
 
@@ -80,6 +81,12 @@ class ClassificationTask(TaskModule):
             metrics["acc_top5"] = MulticlassAccuracy(
                 num_classes=self.num_classes, top_k=5, average="micro"
             )
+        return MetricCollection(metrics)
+
+    def make_train_metrics(self) -> MetricCollection:
+        """As :meth:`make_metrics`, with macro F1 counted without waiting for the device."""
+        metrics = dict(self.make_metrics().items(keep_base=True))
+        metrics["f1_macro"] = ConfusionScore(self.num_classes, "f1")
         return MetricCollection(metrics)
 
     def compute_loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

@@ -22,6 +22,7 @@ from torchmetrics.classification import (
 )
 
 from cvtasks.losses.segmentation import IGNORE_INDEX, SegmentationLoss
+from cvtasks.metrics import ConfusionScore
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
 
@@ -103,6 +104,15 @@ class SegmentationTask(TaskModule):
                 "miou": MulticlassJaccardIndex(average="macro", **common),
                 "pixel_acc": MulticlassAccuracy(average="micro", **common),
                 "dice": MulticlassF1Score(average="macro", **common),
+            }
+        )
+
+    def make_train_metrics(self) -> MetricCollection:
+        """The same scores, counted without waiting for the device (no boolean indexing)."""
+        return MetricCollection(
+            {
+                name: ConfusionScore(self.num_classes, score, ignore_index=IGNORE_INDEX)
+                for name, score in (("miou", "iou"), ("pixel_acc", "accuracy"), ("dice", "f1"))
             }
         )
 

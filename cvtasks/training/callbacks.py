@@ -15,7 +15,7 @@ import logging
 import math
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -143,20 +143,46 @@ class RunState(Callback):
 
 
 # -- non-finite loss ----------------------------------------------------------------------------
-def _any_rank(trainer: pl.Trainer, flag: bool) -> bool:
-    """True on every rank when ``flag`` is true on any (one all-reduce; none in one process)."""
-    if trainer.world_size == 1:
-        return flag
-    return bool(trainer.strategy.reduce_boolean_decision(flag, all=False))
+class _PendingCheck(NamedTuple):
+    """One loss's finiteness, on its way to the host (read after the backward pass is queued)."""
+
+    values: torch.Tensor  # [loss, 1.0 when any rank's loss is non-finite]
+    ready: Any  # a CUDA event recorded after the copy, or None on the CPU
+    batch_idx: int
+
+
+def _start_check(loss: torch.Tensor, trainer: pl.Trainer, batch_idx: int) -> _PendingCheck:
+    """Queue ``isfinite(loss)``, OR-ed over every rank, and its copy to pinned host memory.
+
+    Nothing here waits for the device: the all-reduce runs on the communication stream (the
+    compute stream waits for it, the host does not), and the device-to-host copy is
+    ``non_blocking``. Reading the result right away (``float(loss)``) would stall the host until
+    the forward pass is done and leave the GPU idle while the backward kernels are launched.
+    """
+    value = loss.detach().float().reshape(1)
+    bad = (~torch.isfinite(value)).float()
+    if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX, async_op=True).wait()
+    values = torch.cat([value, bad])
+    if values.device.type != "cuda":
+        return _PendingCheck(values, None, batch_idx)
+    host = values.to("cpu", non_blocking=True)  # lands in pinned memory, asynchronously
+    ready = torch.cuda.Event()
+    ready.record()
+    return _PendingCheck(host, ready, batch_idx)
 
 
 class NonFiniteLossGuard(Callback):
     """Act on a NaN or Inf training loss before it reaches the weights.
 
+    The check is queued when the loss is computed and read just before the optimizer step, by
+    which time the backward pass is already on the GPU: the guard costs no idle device time. A
+    non-finite loss on any rank counts on every rank (one NaN poisons the all-reduced gradients).
+
     Args:
         action: ``"stop"``: raise :class:`NonFiniteLossError` naming global step, epoch and batch
-            index, before the backward pass, so the weights and the checkpoints on disk stay as
-            they were; ``"skip"``: drop that batch's gradients (every rank together) so the
+            index, before the optimizer step, so the weights and the checkpoints on disk stay as
+            they were; ``"skip"``: drop that step's gradients (every rank together) so the
             optimizer leaves every parameter as it was, count it in ``train/nonfinite_skipped``
             and go on.
     """
@@ -169,43 +195,54 @@ class NonFiniteLossGuard(Callback):
             )
         self.action = action
         self.skipped = 0
-        self._skip_step = False
+        self._pending: list[_PendingCheck] = []
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
-        """Check the loss on every rank at once (a NaN on one rank poisons all gradients)."""
-        value = float(loss.detach().float().cpu())
-        bad = _any_rank(trainer, not math.isfinite(value))
-        if not bad:
-            return
-        loop = trainer.fit_loop.epoch_loop
-        where = (
-            f"global step {trainer.global_step}, epoch {trainer.current_epoch}, "
-            f"batch {loop.batch_idx} of the epoch"
-        )
-        if self.action == "stop":
-            last = _last_checkpoint(trainer)
-            kept = f"; the last good checkpoint is {last}" if last else ""
-            raise NonFiniteLossError(
-                f"non-finite training loss ({value} on rank {trainer.global_rank}) at {where}: "
-                f"stopping before it reaches the weights{kept}. Lower task.optimizer.lr, set "
-                f"trainer.gradient_clip_val, or skip such batches with "
-                f"callbacks.nonfinite_loss.action=skip."
-            )
-        self._skip_step = True
-        self.skipped += 1
-        log.warning("non-finite training loss at %s: skipping this batch's update", where)
+        """Queue the check of this (micro-)batch's loss; nothing waits for the device."""
+        batch_idx = trainer.fit_loop.epoch_loop.batch_idx
+        self._pending.append(_start_check(loss, trainer, batch_idx))
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        """Drop the gradients of a skipped batch: optimizers leave parameters without grads."""
-        if self._skip_step:
-            for group in optimizer.param_groups:
-                for param in group["params"]:
-                    param.grad = None
-            self._skip_step = False
+        """Stop, or drop the gradients (optimizers skip parameters without grads), on a bad loss."""
+        pending, self._pending = self._pending, []
+        for check in pending:
+            if check.ready is not None:
+                check.ready.synchronize()  # the forward pass is done by now; the backward runs on
+            value, bad = (float(v) for v in check.values)
+            if bad:
+                self._on_bad_loss(trainer, optimizer, value, check.batch_idx)
+                return
+
+    def _on_bad_loss(
+        self,
+        trainer: pl.Trainer,
+        optimizer: torch.optim.Optimizer,
+        value: float,
+        batch_idx: int,
+    ) -> None:
+        where = (
+            f"global step {trainer.global_step}, epoch {trainer.current_epoch}, "
+            f"batch {batch_idx} of the epoch"
+        )
+        if self.action == "stop":
+            last = _last_checkpoint(trainer)
+            kept = f"; the last good checkpoint is {last}" if last else ""
+            on = f"{value} on rank {trainer.global_rank}" if not math.isfinite(value) else None
+            raise NonFiniteLossError(
+                f"non-finite training loss ({on or 'on another rank'}) at {where}: stopping "
+                f"before it reaches the weights{kept}. Lower task.optimizer.lr, set "
+                "trainer.gradient_clip_val, or skip such batches with "
+                "callbacks.nonfinite_loss.action=skip."
+            )
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param.grad = None
+        self.skipped += 1
+        log.warning("non-finite training loss at %s: skipping this batch's update", where)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Log how many batches were skipped so far (``train/nonfinite_skipped``)."""

@@ -85,6 +85,24 @@ def test_a_batch_of_nothing_still_reaches_the_box_output():
     assert pred.grad is not None and torch.all(pred.grad == 0)
 
 
+@pytest.mark.parametrize("kind", ["mse", "smooth_l1", "giou"])
+def test_junk_targets_of_nothing_images_change_neither_loss_nor_gradient(kind):
+    """A *nothing* row's target is "do not care": even NaN there leaves both unchanged."""
+    torch.manual_seed(0)
+    pred = torch.rand(4, 4).clamp(0.1, 0.9).requires_grad_()
+    labels = torch.tensor([1, 0, 2, 0])
+    target = torch.rand(4, 4).clamp(0.1, 0.9)
+    junk = target.clone()
+    junk[1] = float("nan")
+    junk[3] = 0.0  # a zero-size box: IoU 0/0
+    parts = localization_loss(torch.zeros(4, 3), pred, labels, junk, box_loss=kind)
+    parts.total.backward()
+    # oracle: the per-box loss of the object rows alone, averaged
+    objects = box_regression_loss(pred[[0, 2]], target[[0, 2]], kind).mean()
+    torch.testing.assert_close(parts.box, objects)
+    assert torch.isfinite(pred.grad).all() and not pred.grad[[1, 3]].any()
+
+
 def test_module_checks_its_settings():
     assert LocalizationLoss().gamma == 1.0 and LocalizationLoss().box_loss == "mse"  # seed
     with pytest.raises(ValueError, match="box_loss"):

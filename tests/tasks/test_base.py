@@ -87,3 +87,23 @@ def test_class_names_are_checked_and_default_to_indices():
         class_names_for(2, ["a", "b", "c"])
     with pytest.raises(ValueError, match="num_classes must be >= 1"):
         class_names_for(0, None)
+
+
+def test_training_updates_skip_value_checks_that_wait_for_the_device():
+    task = ClassificationTask(backbone={"name": "lenet5"}, num_classes=10)
+    assert not any(getattr(m, "validate_args", False) for m in task.train_metrics.values())
+    assert all(m.validate_args for m in task.val_metrics.values())
+    bad_label = torch.tensor([12])  # out of range: the checked split names it
+    with pytest.raises(RuntimeError, match=r"Detected more unique values|num_classes|out of"):
+        task.val_metrics.update(torch.randn(1, 10), bad_label)
+    # the training split's scores (some counted by ConfusionScore) equal the checked ones
+    task.val_metrics.reset()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        logits, labels = torch.randn(16, 10, generator=g), torch.randint(0, 10, (16,), generator=g)
+        task.train_metrics.update(logits, labels)
+        task.val_metrics.update(logits, labels)
+    train, val = task.train_metrics.compute(), task.val_metrics.compute()
+    assert set(train) == {k.replace("val/", "train/") for k in val}
+    for key, value in val.items():
+        torch.testing.assert_close(train[key.replace("val/", "train/")], value)
