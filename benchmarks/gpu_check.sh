@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks in one call, sized for about 9 minutes on one H100/H200:
-#   1. the GPU tests (bf16 + compiled inference, speed switches, BatchNorm folding, loss guard);
+#   1. the GPU tests (bf16 + compiled inference, no host-device sync in a training step, speed
+#      switches, BatchNorm folding, loss guard);
 #   2. ResNet-50 throughput: timm eager/compiled, ours eager/compiled/folded+CUDA graphs, ours
 #      through the Lightning Trainer (batch 256, 224x224, bf16, channels-last);
 #   3. ResNet-18, VGG-16, GoogLeNet, EfficientNet-B0 the same way, eager and through Lightning;
@@ -50,8 +51,8 @@ run=(task=segmentation trainer.max_epochs=2 test=false logger=none callbacks.pro
 step environment 60 bash -c 'nvidia-smi || true; python -c "import torch, pytorch_lightning as pl, timm;
 print(torch.__version__, pl.__version__, timm.__version__, torch.cuda.is_available())"'
 step tests 150 python -m pytest -q -p no:cacheprovider tests/test_inference.py \
-    tests/tasks/test_speed.py tests/layers/test_fuse.py tests/layers/test_fuse_timm.py \
-    tests/training/test_callbacks.py
+    tests/tasks/test_speed.py tests/tasks/test_no_sync.py tests/layers/test_fuse.py \
+    tests/layers/test_fuse_timm.py tests/training/test_callbacks.py
 step big 300 python benchmarks/throughput.py "${common[@]}" --backbones "$big" \
     --warmup 5 --steps 10 --windows 5 --json "$out/big.json" \
     --results "Throughput, $device, $big, compiled"

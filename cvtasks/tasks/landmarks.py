@@ -109,8 +109,12 @@ class LandmarksTask(TaskModule):
     @staticmethod
     def _input_scale(batch: Mapping[str, Any]) -> torch.Tensor:
         """``(width, height)`` of the network input, to turn normalized points into its pixels."""
-        height, width = batch["image"].shape[-2:]
-        return batch["image"].new_tensor([width, height]).float()
+        image = batch["image"]
+        height, width = image.shape[-2:]
+        # filled on the device: a tensor from a Python list is a blocking host-to-device copy
+        scale = image.new_full((2,), float(width), dtype=torch.float32)
+        scale[1] = float(height)
+        return scale
 
     @staticmethod
     def _original_scale(batch: Mapping[str, Any]) -> torch.Tensor:
