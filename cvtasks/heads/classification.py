@@ -11,6 +11,20 @@ from cvtasks.layers import make_activation
 from cvtasks.registry import HEADS
 
 
+def check_head_args(count: int, dropout: float = 0.0, what: str = "num_classes") -> None:
+    """Reject a head's output count below 1 or a dropout outside [0, 1), naming the key.
+
+    Args:
+        count: the outputs the head predicts (classes, keypoints).
+        dropout: the head's dropout probability.
+        what: how the message names ``count``.
+    """
+    if count < 1:
+        raise ValueError(f"{what} must be >= 1, got {count}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
+
+
 def pooled_mlp(
     in_chs: int,
     out_features: int,
@@ -53,10 +67,7 @@ class ClassifierHead(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
+        check_head_args(num_classes, dropout)
         in_chs = int(feature_info[-1]["num_chs"])
         self.layers = pooled_mlp(in_chs, num_classes, hidden_dims, dropout, act_layer)
         self.num_classes = num_classes

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvtasks.heads.classification import pooled_mlp
+from cvtasks.heads.classification import check_head_args, pooled_mlp
 from cvtasks.layers import ConvNormAct
 from cvtasks.registry import HEADS
 
@@ -55,13 +55,6 @@ def soft_argmax(heatmaps: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     return torch.stack([x, y], dim=-1)
 
 
-def _check(num_keypoints: int, dropout: float = 0.0) -> None:
-    if num_keypoints < 1:
-        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
-
-
 @HEADS.register("keypoint_regression")
 class KeypointRegressionHead(nn.Module):
     """Pooled deepest features → hidden layers → ``K`` points and ``K`` visibility logits.
@@ -86,7 +79,7 @@ class KeypointRegressionHead(nn.Module):
         pool_size: int = 1,
     ) -> None:
         super().__init__()
-        _check(num_keypoints, dropout)
+        check_head_args(num_keypoints, dropout, "num_keypoints")
         if pool_size < 1:
             raise ValueError(f"task.head.pool_size must be >= 1, got {pool_size}")
         in_chs = int(feature_info[-1]["num_chs"])
@@ -139,7 +132,7 @@ class KeypointHeatmapHead(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ) -> None:
         super().__init__()
-        _check(num_keypoints)
+        check_head_args(num_keypoints, what="num_keypoints")
         if stride < 1:
             raise ValueError(f"task.head.stride must be >= 1, got {stride}")
         reductions = [int(info["reduction"]) for info in feature_info]

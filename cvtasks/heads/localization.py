@@ -25,9 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvtasks.heads.classification import pooled_mlp
+from cvtasks.heads.classification import check_head_args, pooled_mlp
 from cvtasks.layers import ConvNormAct
 from cvtasks.registry import HEADS
+
+#: how messages name ``num_classes`` here
+OBJECT_CLASSES = "num_classes (object classes, without nothing)"
 
 
 def _stage(feature_info: Sequence[Mapping[str, Any]], feature_index: int) -> int:
@@ -39,15 +42,6 @@ def _stage(feature_info: Sequence[Mapping[str, Any]], feature_index: int) -> int
             f"task.head.feature_index={feature_index} but the backbone has "
             f"{len(feature_info)} stages (use -1 for the deepest)"
         ) from None
-
-
-def _check(num_classes: int, dropout: float) -> None:
-    if num_classes < 1:
-        raise ValueError(
-            f"num_classes (object classes, without nothing) must be >= 1, got {num_classes}"
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
 
 
 @HEADS.register("localization")
@@ -73,7 +67,7 @@ class AttentionBoxHead(nn.Module):
         max_offset: float = 2.0,
     ) -> None:
         super().__init__()
-        _check(num_classes, dropout)
+        check_head_args(num_classes, dropout, OBJECT_CLASSES)
         if max_offset <= 0:
             raise ValueError(f"task.head.max_offset must be > 0, got {max_offset}")
         width = _stage(feature_info, feature_index)
@@ -136,7 +130,7 @@ class FCBoxHead(nn.Module):
         feature_index: int = -1,
     ) -> None:
         super().__init__()
-        _check(num_classes, dropout)
+        check_head_args(num_classes, dropout, OBJECT_CLASSES)
         if pool_size < 1:
             raise ValueError(f"task.head.pool_size must be >= 1, got {pool_size}")
         in_chs = _stage(feature_info, feature_index)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvtasks.heads.classification import check_head_args
 from cvtasks.layers import ConvNormAct, make_activation
 from cvtasks.registry import HEADS
 
@@ -72,7 +73,7 @@ class FCNHead(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ) -> None:
         super().__init__()
-        _check_args(num_classes, dropout)
+        check_head_args(num_classes, dropout)
         width = int(feature_info[-1]["num_chs"])
         layers: list[nn.Module] = []
         for hidden in hidden_dims:
@@ -123,7 +124,7 @@ class UNetHead(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ) -> None:
         super().__init__()
-        _check_args(num_classes, dropout)
+        check_head_args(num_classes, dropout)
         skips = [int(info["num_chs"]) for info in feature_info[-2::-1]]  # deep to shallow
         self.first_reduction = int(feature_info[0]["reduction"])
         self.full_resolution = bool(full_resolution)
@@ -196,10 +197,3 @@ def default_decoder_channels(
         last = widths[-1] if widths else int(feature_info[-1]["num_chs"])
         widths.append(max(min_channels // 2, last // 2))
     return widths
-
-
-def _check_args(num_classes: int, dropout: float) -> None:
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
