@@ -64,12 +64,9 @@ def train_trainer(args: argparse.Namespace, device: torch.device, steps: int, ou
     progress bar); no logger, no validation, and no checkpoint files (written after the timed
     steps anyway).
     """
-    from hydra import compose, initialize_config_dir
-
     from cvtasks.cli.build import build_trainer
-    from cvtasks.config import CONFIG_DIR, setup_hydra
+    from cvtasks.config import compose_train
 
-    setup_hydra()
     overrides = [
         f"trainer={'gpu' if device.type == 'cuda' else 'cpu'}",
         f"trainer.precision={'bf16-mixed' if args.precision == 'bf16' else '32-true'}",
@@ -82,9 +79,7 @@ def train_trainer(args: argparse.Namespace, device: torch.device, steps: int, ou
         "~callbacks.model_checkpoint",
         f"paths.output_dir={out}",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    return build_trainer(cfg)
+    return build_trainer(compose_train(overrides))
 
 
 def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.device) -> float:

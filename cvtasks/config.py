@@ -18,7 +18,7 @@ from pathlib import Path
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from cvtasks import plugins
 from cvtasks.registry import TASKS
@@ -45,6 +45,16 @@ def setup_hydra() -> None:
     if not OmegaConf.has_resolver("monitor"):
         OmegaConf.register_new_resolver("monitor", lambda task: TASKS.get(task).monitor)
         OmegaConf.register_new_resolver("monitor_mode", lambda task: TASKS.get(task).monitor_mode)
+
+
+def compose_train(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides`` as ``python train.py`` would, outside a
+    Hydra run (resume look-ups, benchmarks, tests)."""
+    from hydra import compose, initialize_config_dir
+
+    setup_hydra()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def config_dirs() -> list[Path]:

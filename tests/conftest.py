@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from cvtasks.config import CONFIG_DIR, setup_hydra
+from cvtasks import config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,14 +49,10 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture
 def compose_train() -> Iterator[Callable[..., DictConfig]]:
     """Compose ``conf/train.yaml`` with overrides, as ``python train.py`` would."""
-    setup_hydra()
     GlobalHydra.instance().clear()
 
     def _compose(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(
-                "train", overrides=list(overrides), return_hydra_config=return_hydra_config
-            )
+        return config.compose_train(overrides, return_hydra_config=return_hydra_config)
 
     yield _compose
     GlobalHydra.instance().clear()

@@ -23,7 +23,13 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from cvtasks import __version__, plugins
 from cvtasks.cli.build import build_datamodule, build_task, build_trainer
 from cvtasks.cli.common import ConfigInCheckpoint
-from cvtasks.config import CONFIG_DIR, ConfigError, check_group_choices, setup_hydra
+from cvtasks.config import (
+    CONFIG_DIR,
+    ConfigError,
+    check_group_choices,
+    compose_train,
+    setup_hydra,
+)
 from cvtasks.io import atomic_open, write_json
 from cvtasks.schema import validate_config
 from cvtasks.training.callbacks import SaveOnSigterm
@@ -192,11 +198,8 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         a in ("-m", "--multirun") for a in overrides
     ):
         return overrides
-    from hydra import compose, initialize_config_dir
-
     plain = [a for a in overrides if not a.startswith(("hydra.", "-"))]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=plain)
+    cfg = compose_train(plain)
     return resolve_overrides(overrides, Path(cfg.paths.log_dir), str(cfg.task.name))
 
 
