@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet as tv
 
-from cvtasks.layers import BasicBlock, Bottleneck
+from cvtasks.layers.residual import BasicBlock, Bottleneck
 from tests.layers.conftest import randomize_bn
 
 

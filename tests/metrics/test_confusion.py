@@ -8,7 +8,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from cvtasks.metrics import ConfusionScore
+from cvtasks.metrics.confusion import ConfusionScore
 
 ORACLES = {
     "accuracy": lambda **kw: MulticlassAccuracy(average="micro", **kw),
