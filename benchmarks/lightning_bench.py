@@ -1,4 +1,14 @@
-"""Our classification task trained through the Lightning Trainer, timed per optimizer step."""
+"""Our classification task trained through the Lightning Trainer, timed per optimizer step.
+
+Run alone, it measures what the Trainer adds: the same network (backbone + linear head), loss,
+optimizer and batch in a hand-written loop and through the Trainer ``train.py`` builds, in one
+process, and prints the overhead (1 - Trainer images/s / loop images/s)::
+
+    python benchmarks/lightning_bench.py --device cpu --backbones resnet18 --batch-size 16 \
+        --image-size 64 --no-compile
+    python benchmarks/lightning_bench.py --device cuda --backbones resnet18 resnet50 \
+        --batch-size 128 --image-size 224 --precision bf16 --channels-last --no-compile
+"""
 
 from __future__ import annotations
 
@@ -8,11 +18,16 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
 from cvtasks.tasks import ClassificationTask
+
+import throughput
+from results import environment, report
 
 NUM_CLASSES = 1000
 
@@ -82,9 +97,9 @@ def train_trainer(args: argparse.Namespace, device: torch.device, steps: int, ou
     return build_trainer(compose_train(overrides))
 
 
-def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.device) -> float:
-    """Median training images/s of ``ClassificationTask`` over timed windows after warm-up."""
-    task = ClassificationTask(
+def classification_task(name: str, args: argparse.Namespace) -> ClassificationTask:
+    """Backbone ``name`` + linear head, SGD with momentum: the network both loops train."""
+    return ClassificationTask(
         backbone={"name": name},
         num_classes=NUM_CLASSES,
         head={"name": "linear"},
@@ -94,6 +109,11 @@ def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.devi
         compile=bool(args.compile),
         channels_last=bool(args.channels_last),
     )
+
+
+def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.device) -> float:
+    """Median training images/s of ``ClassificationTask`` over timed windows after warm-up."""
+    task = classification_task(name, args)
     steps = args.warmup + args.windows * args.steps
     clock = StepClock(first=max(args.warmup, 1) - 1, every=args.steps)
     with tempfile.TemporaryDirectory() as out:
@@ -105,3 +125,69 @@ def lightning_train_rate(name: str, args: argparse.Namespace, device: torch.devi
         for start, end in itertools.pairwise(clock.stamps)
     ]
     return statistics.median(rates)
+
+
+def loop_train_rate(name: str, args: argparse.Namespace, device: torch.device) -> float:
+    """Median training images/s of the same network, loss and optimizer in a plain loop."""
+    net: nn.Module = throughput.prepared(classification_task(name, args).net, args, device)
+    if args.compile:
+        net.compile()
+    batch = DeviceBatches(args, device, 1).batch
+    images = batch["image"]
+    if args.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = throughput.optimizer_for(net, device)
+    net.train()
+
+    def step() -> None:
+        with throughput.autocast(device, args.precision):
+            loss = nn.functional.cross_entropy(net(images), batch["label"])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return throughput.timed(step, args, device)
+
+
+def overhead_row(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Loop and Trainer images/s of one backbone, printed as each is measured."""
+    row: dict[str, Any] = {"backbone": name}
+    for key, rate in (("loop", loop_train_rate), ("lightning", lightning_train_rate)):
+        torch.manual_seed(0)
+        row[key] = rate(name, args, device)
+        print(f"  {name:<16} {key:<10} {row[key]:>10.1f} images/s", flush=True)
+        torch._dynamo.reset()
+    row["overhead"] = 1.0 - row["lightning"] / row["loop"]
+    print(f"  {name:<16} overhead   {100 * row['overhead']:>9.1f} %", flush=True)
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| backbone | loop images/s | Trainer images/s | Trainer overhead |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['backbone']} | {r['loop']:.1f} | {r['lightning']:.1f} "
+            f"| {100 * r['overhead']:.1f} % |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = throughput.base_parser(__doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    device = throughput.setup_device(args)
+    rows = [overhead_row(name, args, device) for name in args.backbones]
+    env = environment(device)
+    settings = (
+        f"batch {args.batch_size}, {args.image_size}x{args.image_size}, precision "
+        f"{args.precision}, channels_last {args.channels_last}, compiled {args.compile}, "
+        f"median of {args.windows} windows of {args.steps} steps after {args.warmup} warm-up steps"
+    )
+    report(args, env, settings, table(rows), rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -8,12 +8,18 @@ import os
 import platform
 import re
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from cvtasks.io import write_json
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the file ``--results`` sections go into; ``BENCHMARK_RESULTS=PATH`` writes another copy instead
+#: (``gpu_check.sh`` does, so that its results come back as one file and the tree stays as is)
+RESULTS = Path(os.environ.get("BENCHMARK_RESULTS") or ROOT / "benchmarks" / "RESULTS.md")
 HEADER = (
     "# Benchmark results\n\nWritten by the scripts in this folder (`--results TITLE`); "
     "regenerate, don't hand-edit. Each section is replaced when its script runs again.\n"
@@ -51,7 +57,7 @@ def command_line(argv: list[str]) -> str:
     """``python benchmarks/<script>.py ...`` as typed from the repository root, shell-quoted."""
     script = Path(argv[0]).resolve()
     with contextlib.suppress(ValueError):
-        script = script.relative_to(RESULTS.parent.parent)
+        script = script.relative_to(ROOT)
     return shlex.join(["python", str(script), *argv[1:]])
 
 
@@ -62,3 +68,12 @@ def write_section(title: str, env: dict[str, Any], settings: str, body: str, com
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + "\n" + section
     RESULTS.write_text(re.sub(r"\n{3,}", "\n\n", text))
+
+
+def report(args: Any, env: dict[str, Any], settings: str, text: str, rows: list[Any]) -> None:
+    """Print a benchmark's table; write it as JSON (``--json``) and a section (``--results``)."""
+    print(f"\n{env['summary']}\n{settings}\n\n{text}")
+    if args.json:
+        write_json(args.json, {"environment": env, "settings": vars(args), "rows": rows})
+    if args.results:
+        write_section(args.results, env, settings, text, command_line(sys.argv))

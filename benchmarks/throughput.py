@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,10 +42,10 @@ import torch
 from torch import nn
 
 from cvtasks.inference import optimize_network
-from cvtasks.io import write_json
 from cvtasks.registry import BACKBONES
+from cvtasks.tasks.speed import enable_cuda_fast_math
 
-from results import command_line, environment, write_section
+from results import environment, report
 
 NUM_CLASSES = 1000
 
@@ -196,23 +195,24 @@ def measure(
 
 
 def bench_backbone(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Every variant of one backbone, cheapest first, each pair (baseline, ours) back to back.
+
+    Eager runs take seconds and compiled ones tens of seconds (compiling), so a run cut short
+    by a time limit still holds eager figures and the compiled pairs finished so far.
+    """
     rows: list[dict[str, Any]] = []
     print(f"{name}:", flush=True)
-    compile_modes = [False, True] if args.compile else [False]
-    for who, build in (("baseline", baseline_model), ("ours", our_model)):
-        for compiled in compile_modes:
-            tag = "compiled" if compiled else "eager"
+    builders = (("baseline", baseline_model), ("ours", our_model))
+    for compiled in [False, True] if args.compile else [False]:
+        tag = "compiled" if compiled else "eager"
+        for kind, loop in (("train", plain_train), ("infer", plain_infer)):
+            for who, build in builders:
 
-            def train(build=build, compiled=compiled) -> float:
-                model = prepared(build(name), args, device)
-                return plain_train(torch.compile(model) if compiled else model, args, device)
+                def run(build=build, compiled=compiled, loop=loop) -> float:
+                    model = prepared(build(name), args, device)
+                    return loop(torch.compile(model) if compiled else model, args, device)
 
-            def infer(build=build, compiled=compiled) -> float:
-                model = prepared(build(name), args, device)
-                return plain_infer(torch.compile(model) if compiled else model, args, device)
-
-            measure(rows, name, who, f"train {tag}", train, device)
-            measure(rows, name, who, f"infer {tag}", infer, device)
+                measure(rows, name, who, f"{kind} {tag}", run, device)
     if args.compile:
 
         def folded() -> float:
@@ -247,12 +247,28 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         row["ratio"] = row["images_per_s"] / max(base) if base else None
 
 
+WHO = ("baseline", "ours", "ours/lightning")
+VARIANTS = ("train eager", "infer eager", "train compiled", "infer compiled")
+
+
+def table_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows by backbone, then who, then variant (eager before compiled), whatever the order
+    they were measured in."""
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+
+    def key(r: dict[str, Any]) -> tuple[int, int, int]:
+        variant = VARIANTS.index(r["variant"]) if r["variant"] in VARIANTS else len(VARIANTS)
+        return backbones.index(r["backbone"]), WHO.index(r["who"]), variant
+
+    return sorted(rows, key=key)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| backbone | who | variant | images/s | ratio to baseline's best | peak GiB |",
         "| --- | --- | --- | ---: | ---: | ---: |",
     ]
-    for r in rows:
+    for r in table_order(rows):
         peak = "—" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
         lines.append(
             f"| {r['backbone']} | {r['who']} | {r['variant']} | {r['images_per_s']:.1f} "
@@ -261,8 +277,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """The flags every throughput script shares: backbones, device, batch, precision, timing."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--backbones", nargs="+", default=["resnet18"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -270,6 +287,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("32", "bf16"), default="32")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=5, help="timed windows (median)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", default=None, help="write the rows here")
+    parser.add_argument("--results", default=None, help="section title in benchmarks/RESULTS.md")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--no-lightning", dest="lightning", action="store_false")
     parser.add_argument(
         "--inference-mode",
@@ -277,24 +305,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda v: True if v == "auto" else v,
         help="torch.compile mode of the folded inference variant (auto: reduce-overhead on a GPU)",
     )
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
-    parser.add_argument("--steps", type=int, default=5, help="steps per timed window")
-    parser.add_argument("--windows", type=int, default=5, help="timed windows (median)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", default=None, help="write the rows here")
-    parser.add_argument("--results", default=None, help="section title in benchmarks/RESULTS.md")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def setup_device(args: argparse.Namespace) -> torch.device:
+    """The device, with the switches ``train.py`` sets on it (cuDNN autotuning, TF32 on CUDA)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        enable_cuda_fast_math()
+    return device
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = setup_device(args)
     rows = [row for name in args.backbones for row in bench_backbone(name, args, device)]
     add_ratios(rows)
     env = environment(device)
@@ -303,12 +330,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.precision}, channels_last {args.channels_last}, median of {args.windows} "
         f"windows of {args.steps} steps after {args.warmup} warm-up steps"
     )
-    text = table(rows)
-    print(f"\n{env['summary']}\n{settings}\n\n{text}")
-    if args.json:
-        write_json(args.json, {"environment": env, "settings": vars(args), "rows": rows})
-    if args.results:
-        write_section(args.results, env, settings, text, command_line(sys.argv))
+    report(args, env, settings, table(rows), rows)
 
 
 if __name__ == "__main__":

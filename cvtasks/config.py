@@ -1,10 +1,12 @@
 """Hydra set-up shared by every command: config folders, plugin configs, resolvers and checks.
 
-* :data:`CONFIG_DIR` is the project's ``conf/`` folder.
+* :data:`CONFIG_DIR` is the project's ``conf/`` folder (``cvtasks/conf`` inside a wheel).
 * Installed plugins that ship a ``conf/`` folder join Hydra's search path through a
   ``SearchPathPlugin`` registered here, so ``backbone=<plugin_net>`` works after ``pip install``.
 * Resolvers ``${monitor:<task>}`` and ``${monitor_mode:<task>}`` read the monitored metric from
-  the task class, so configs never repeat it.
+  the task class, so configs never repeat it; ``${native_input_size:<backbone>[,<multiple>]}``
+  reads the input size a backbone is defined for (LeNet-5 32, EfficientNet-B3 300, a timm
+  model's ``pretrained_cfg``), so data configs default to it.
 * :func:`check_group_choices` turns ``trainer=gpux`` into an error that lists the valid options
   and the closest match, before Hydra starts.
 """
@@ -23,7 +25,28 @@ from omegaconf import DictConfig, OmegaConf
 from cvtasks import plugins
 from cvtasks.registry import TASKS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+def find_config_dir(package: Path) -> Path:
+    """The Hydra config folder of the ``cvtasks`` package folder ``package``.
+
+    ``package/conf`` in an installed wheel (``setup.py`` maps the repository's top-level ``conf/``
+    into the package), else the ``conf/`` beside the package: the one copy in a checkout, which
+    ``python train.py`` and editable installs read.
+
+    Args:
+        package: the folder of the ``cvtasks`` package (``cvtasks/__init__.py``'s parent).
+
+    Returns:
+        The first of those holding ``train.yaml``; ``package/conf`` when neither does (Hydra's
+        error then names the folder a wheel should hold).
+    """
+    for folder in (package / "conf", package.parent / "conf"):
+        if (folder / "train.yaml").is_file():
+            return folder
+    return package / "conf"
+
+
+CONFIG_DIR = find_config_dir(Path(__file__).resolve().parent)
 
 
 class ConfigError(ValueError):
@@ -45,6 +68,29 @@ def setup_hydra() -> None:
     if not OmegaConf.has_resolver("monitor"):
         OmegaConf.register_new_resolver("monitor", lambda task: TASKS.get(task).monitor)
         OmegaConf.register_new_resolver("monitor_mode", lambda task: TASKS.get(task).monitor_mode)
+    if not OmegaConf.has_resolver("native_input_size"):
+        OmegaConf.register_new_resolver("native_input_size", native_input_size)
+
+
+def native_input_size(backbone: str | None, multiple: int = 1) -> int | list[int]:
+    """The ``${native_input_size:...}`` resolver: see
+    :func:`cvtasks.backbones.input_size.native_input_size` (imported on first use, so that
+    composing a config does not import every backbone).
+
+    ``backbone`` is ``None`` in a config without one (``evaluate``'s, whose data takes the
+    checkpoint's size): the default size then. So is an unknown name: the run stops when it
+    builds the backbone, before any image is read, with the registry's one-line message (close
+    matches included) rather than an interpolation error wrapped around it.
+    """
+    from cvtasks.backbones.input_size import DEFAULT_INPUT_SIZE
+    from cvtasks.backbones.input_size import native_input_size as read
+
+    if backbone is None:
+        return DEFAULT_INPUT_SIZE
+    try:
+        return read(backbone, multiple)
+    except KeyError:
+        return DEFAULT_INPUT_SIZE
 
 
 def compose_train(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:

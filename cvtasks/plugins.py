@@ -14,6 +14,10 @@ A plugin package may ship Hydra configs in a ``conf/`` folder next to its ``__in
 works after ``pip install`` with no other step.
 
 A plugin that fails to import is reported by name with its exception; the others still load.
+
+Plugins are imported only on the user's word (the command's ``plugins`` or an installed entry
+point), never because a checkpoint names them: :func:`not_loaded` tells which of a checkpoint's
+plugins are missing without importing anything.
 """
 
 from __future__ import annotations
@@ -92,9 +96,42 @@ def load(specs: list[str] | tuple[str, ...] | None = None) -> PluginReport:
     )
 
 
+def is_file_spec(spec: str) -> bool:
+    """True when a plugin is given as a ``.py`` path rather than a module name."""
+    return spec.endswith(".py") or "/" in spec or "\\" in spec
+
+
+def not_loaded(specs: list[str] | tuple[str, ...]) -> list[str]:
+    """Those of ``specs`` that this process has not imported; nothing is imported here.
+
+    A module name counts as loaded when :func:`load` imported it or it is imported already (an
+    installed entry point's package, cvtasks' own modules: importing them again runs nothing). A
+    ``.py`` path counts when a plugin file at the same resolved path, or with the same file name
+    (the user's copy of it), was loaded through :func:`load`.
+
+    Args:
+        specs: module names or ``.py`` paths, e.g. the ``plugins`` a checkpoint's config names.
+
+    Returns:
+        The specs, as given, that are not loaded.
+    """
+    load_entry_points()
+    files = {Path(key) for key in _loaded if Path(key).is_absolute()}
+    missing = []
+    for spec in map(str, specs):
+        if is_file_spec(spec):
+            path = Path(spec).expanduser().resolve()
+            loaded = path in files or any(f.name == path.name for f in files)
+        else:
+            loaded = spec in _loaded or spec in sys.modules
+        if not loaded:
+            missing.append(spec)
+    return missing
+
+
 def import_plugin(spec: str) -> ModuleType:
     """Import one plugin given as a module name or a ``.py`` path; a second call is a no-op."""
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
+    if is_file_spec(spec):
         path = Path(spec).expanduser().resolve()
         if not path.is_file():
             raise FileNotFoundError(f"plugin file not found: {path} (from plugins: [{spec}])")

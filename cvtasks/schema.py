@@ -8,6 +8,7 @@ with one line per bad value: ``key=value: what is allowed``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any, get_args
@@ -17,7 +18,7 @@ from lightning_fabric.plugins.precision.precision import (
     _PRECISION_INPUT_STR,
     _PRECISION_INPUT_STR_ALIAS,
 )
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cvtasks.config import ConfigError
 
@@ -29,6 +30,10 @@ PRECISIONS: tuple[Any, ...] = (
 #: tasks whose heads rebuild the input's size from the feature maps; a task class may instead
 #: declare ``dense_output = True``.
 DENSE_OUTPUT_TASKS = ("segmentation",)
+#: the largest seed NumPy (and so ``seed_everything``) accepts
+MAX_SEED = 2**32 - 1
+
+log = logging.getLogger(__name__)
 
 
 def _number(value: Any) -> bool:
@@ -41,7 +46,7 @@ def _int(value: Any) -> bool:
 
 # (key, test, what is allowed); a missing key or a null value is not checked
 RULES: list[tuple[str, Callable[[Any], bool], str]] = [
-    ("seed", _int, "an integer"),
+    ("seed", lambda v: _int(v) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
     ("task.optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0"),
     ("task.optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("task.scheduler.warmup_epochs", lambda v: _number(v) and v >= 0, "a number >= 0"),
@@ -73,6 +78,8 @@ def _get(cfg: DictConfig, key: str) -> Any:
 def _image_size(value: Any) -> tuple[int, int] | None:
     if _int(value):
         return value, value
+    if isinstance(value, ListConfig):  # a size given as [h, w] in a config
+        value = list(value)
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(_int(v) for v in value):
         return int(value[0]), int(value[1])
     return None
@@ -94,25 +101,66 @@ def deepest_reduction(backbone_cfg: DictConfig) -> int:
 
 
 def check_image_size(cfg: DictConfig) -> str | None:
-    """For dense-output tasks: the image size must divide by the backbone's deepest reduction."""
+    """The image size against the backbone's deepest feature reduction.
+
+    Dense-output tasks need a size that divides by it (returned as a problem). Any task fed a
+    size smaller than it gets a warning here: the deepest stages then see maps of one pixel of
+    padding and learn little (ResNet-18 takes 1x1 images without complaint).
+    """
     from cvtasks.registry import TASKS
 
     task = _get(cfg, "task.name")
     size = _image_size(_get(cfg, "data.image_size"))
     if task is None or size is None or _get(cfg, "backbone.name") is None:
         return None
-    dense = getattr(TASKS.get(task), "dense_output", task in DENSE_OUTPUT_TASKS)
-    if not dense:
-        return None
     reduction = deepest_reduction(cfg.backbone)
-    if all(s % reduction == 0 for s in size):
+    backbone = _get(cfg, "backbone.name")
+    if min(size) < reduction:
+        log.warning(
+            "data.image_size=%s is smaller than backbone %s can use: its deepest features are "
+            "%dx smaller than the input; use data.image_size=%d or more",
+            _get(cfg, "data.image_size"),
+            backbone,
+            reduction,
+            reduction,
+        )
+    dense = getattr(TASKS.get(task), "dense_output", task in DENSE_OUTPUT_TASKS)
+    if not dense or all(s % reduction == 0 for s in size):
         return None
     fix = tuple(max(reduction, round(s / reduction) * reduction) for s in size)
     return (
         f"data.image_size={_get(cfg, 'data.image_size')}: task {task} needs a size divisible by "
-        f"{reduction} (the deepest feature reduction of backbone {_get(cfg, 'backbone.name')}); "
+        f"{reduction} (the deepest feature reduction of backbone {backbone}); "
         f"try data.image_size={fix[0] if fix[0] == fix[1] else list(fix)}"
     )
+
+
+def missing_values(cfg: DictConfig) -> list[str]:
+    """One problem line per required value the config leaves unset (``???``).
+
+    Read from the unresolved config: resolving would need Hydra's runtime values, which a
+    composed config (in tests, benchmarks) does not have.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    return [
+        f"{key} is not set and has no default: add {key}=... to the command line"
+        for key in _missing_keys(raw)
+        if not key.startswith("hydra.")
+    ]
+
+
+def _missing_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        items: Any = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return []
+    found = []
+    for key, value in items:
+        path = f"{prefix}{key}"
+        found += [path] if value == "???" else _missing_keys(value, f"{path}.")
+    return found
 
 
 def validate_config(cfg: DictConfig, check_backbone: bool = True) -> None:
@@ -122,7 +170,7 @@ def validate_config(cfg: DictConfig, check_backbone: bool = True) -> None:
         cfg: the composed ``train.yaml`` config (plugins already loaded when ``check_backbone``).
         check_backbone: also build the backbone on the meta device to check the image size.
     """
-    problems = []
+    problems = missing_values(cfg)
     for key, test, allowed in RULES:
         value = _get(cfg, key)
         if value is not None and not test(value):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -59,7 +62,7 @@ def compose_train() -> Iterator[Callable[..., DictConfig]]:
 
 
 class TrainRun:
-    """The outcome of one ``python train.py`` subprocess."""
+    """The outcome of one ``python train.py`` run (a subprocess, or in this process)."""
 
     def __init__(self, proc: subprocess.CompletedProcess, run_dir: Path) -> None:
         self.proc = proc
@@ -100,5 +103,73 @@ def run_train(tmp_path: Path) -> Callable[..., TrainRun]:
             env={**os.environ, **(env or {})},
         )
         return TrainRun(proc, run_dir)
+
+    return _run
+
+
+def run_cvtasks(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m cvtasks ARGS`` in ``cwd``, importing this checkout (and its test helpers)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cvtasks", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def run_in_process(
+    entry: Callable[[], object], argv: list[str], cwd: Path
+) -> subprocess.CompletedProcess:
+    """Call a command's entry point with ``argv`` in ``cwd``; its exit code, stdout and stderr.
+
+    For commands whose subprocess would spend most of its time importing torch and Lightning.
+    Hydra's global state, the working folder and the logging handlers Hydra installs are put
+    back afterwards.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    old_argv, old_cwd = sys.argv, os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    sys.argv = argv
+    os.chdir(cwd)
+    GlobalHydra.instance().clear()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            result = entry()
+        code = result if isinstance(result, int) else 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+        GlobalHydra.instance().clear()
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def cvtasks_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m cvtasks ARGS`` in ``cwd``, through its entry point in this process."""
+    from cvtasks.__main__ import main
+
+    return run_in_process(lambda: main(list(args)), ["cvtasks", *args], cwd)
+
+
+@pytest.fixture
+def train_in_process(tmp_path: Path) -> Callable[..., TrainRun]:
+    """Run ``train.py``'s entry point in this process, in ``tmp_path`` (run folder
+    ``tmp_path/run``): for runs that end before training (bad config, bad data), which a
+    subprocess would spend seconds just importing for."""
+    from cvtasks.cli.train import main
+
+    def _run(*overrides: str) -> TrainRun:
+        run_dir = tmp_path / "run"
+        argv = ["train.py", *overrides, f"hydra.run.dir={run_dir}"]
+        return TrainRun(run_in_process(main, argv, tmp_path), run_dir)
 
     return _run

@@ -101,3 +101,19 @@ def test_config_dirs_found_without_importing(fresh_plugins, monkeypatch):
     monkeypatch.setattr(plugins, "plugin_entry_points", lambda: eps)
     assert plugins.config_dirs() == [pkg / "conf"]
     assert "cvt_plug_pkg" not in sys.modules
+
+
+def test_not_loaded_imports_nothing_and_names_what_is_missing(fresh_plugins, monkeypatch):
+    (fresh_plugins / "cvt_plug_marker.py").write_text(
+        "raise RuntimeError('must not be imported')\n"
+    )
+    helper = fresh_plugins / "helpers.py"
+    helper.write_text(PLUGIN_SOURCE.format(name="helper_net"))
+    monkeypatch.chdir(fresh_plugins)
+    specs = ["cvt_plug_marker", "helpers.py", "json", "cvtasks.backbones"]
+    assert plugins.not_loaded(specs) == ["cvt_plug_marker", "helpers.py"]
+    assert "cvt_plug_marker" not in sys.modules and "helper_net" not in BACKBONES.names()
+    plugins.load([str(helper)])
+    assert plugins.not_loaded(specs) == ["cvt_plug_marker"]
+    assert plugins.not_loaded(["elsewhere/helpers.py"]) == []  # the user's copy, by file name
+    assert plugins.not_loaded(["elsewhere/other.py"]) == ["elsewhere/other.py"]

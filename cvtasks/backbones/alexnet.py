@@ -57,6 +57,7 @@ from torch import nn
 
 from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained, rename_modules
 from cvtasks.backbones.common import FCHeadBackbone, run_stages
+from cvtasks.backbones.input_size import input_size
 from cvtasks.layers import ConvNormAct
 from cvtasks.registry import BACKBONES
 
@@ -205,12 +206,14 @@ def _create_alexnet(variant: str, **kwargs: Any) -> AlexNet:
 
 
 @BACKBONES.register("alexnet")
+@input_size(ARCHS["alexnet"]["input_size"])
 def alexnet(**kwargs: Any) -> AlexNet:
     """torchvision's one-GPU AlexNet: 64-192-384-256-256 convs, 224x224, 61.1M parameters."""
     return _create_alexnet("alexnet", **kwargs)
 
 
 @BACKBONES.register("alexnet_seed")
+@input_size(ARCHS["alexnet_seed"]["input_size"])
 def alexnet_seed(**kwargs: Any) -> AlexNet:
     """The seed's AlexNet: conv1 96 x 11x11/4 on 227x227 → 55x55x96 (seed 003 l.136-140)."""
     return _create_alexnet("alexnet_seed", **kwargs)

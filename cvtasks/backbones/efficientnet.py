@@ -73,6 +73,7 @@ from torch import nn
 
 from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained
 from cvtasks.backbones.common import ConvHeadBackbone, init_torchvision_weights
+from cvtasks.backbones.input_size import input_size
 from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
 from cvtasks.registry import BACKBONES
 
@@ -243,48 +244,56 @@ def _create_efficientnet(variant: str, **kwargs: Any) -> EfficientNet:
 
 
 @BACKBONES.register("efficientnet_b0")
+@input_size(VARIANTS["efficientnet_b0"][2])
 def efficientnet_b0(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B0, the baseline: width 1.0, depth 1.0, 224x224 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b0", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b1")
+@input_size(VARIANTS["efficientnet_b1"][2])
 def efficientnet_b1(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B1: width 1.0, depth 1.1, 240x240 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b1", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b2")
+@input_size(VARIANTS["efficientnet_b2"][2])
 def efficientnet_b2(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B2: width 1.1, depth 1.2, 260x260 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b2", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b3")
+@input_size(VARIANTS["efficientnet_b3"][2])
 def efficientnet_b3(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B3: width 1.2, depth 1.4, 300x300 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b3", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b4")
+@input_size(VARIANTS["efficientnet_b4"][2])
 def efficientnet_b4(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B4: width 1.4, depth 1.8, 380x380 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b4", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b5")
+@input_size(VARIANTS["efficientnet_b5"][2])
 def efficientnet_b5(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B5: width 1.6, depth 2.2, 456x456, BN eps 1e-3 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b5", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b6")
+@input_size(VARIANTS["efficientnet_b6"][2])
 def efficientnet_b6(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B6: width 1.8, depth 2.6, 528x528, BN eps 1e-3 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b6", **kwargs)
 
 
 @BACKBONES.register("efficientnet_b7")
+@input_size(VARIANTS["efficientnet_b7"][2])
 def efficientnet_b7(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B7, the largest: width 2.0, depth 3.1, 600x600 (seed 001 l.5870-5906)."""
     return _create_efficientnet("efficientnet_b7", **kwargs)

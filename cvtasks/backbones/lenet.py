@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
+from cvtasks.backbones.input_size import input_size
 from cvtasks.layers import make_activation
 from cvtasks.registry import BACKBONES
 
@@ -208,6 +209,7 @@ def _lenet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
 
 
 @BACKBONES.register("lenet5")
+@input_size(MIN_SIZE)
 def lenet5(**kwargs: Any) -> LeNet5:
     """LeNet-5: C1 6@28x28, S2, C3 16@10x10, S4, C5 120, F6 84 on a 32x32 input (seed 003)."""
     return LeNet5(**kwargs)

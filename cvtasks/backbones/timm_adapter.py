@@ -69,7 +69,7 @@ class TimmBackbone(Backbone):
             for c, r, m in zip(info.channels(), info.reduction(), info.module_name())
         ]
         check_feature_info(self.feature_info)
-        self.default_input_size = int(self.model.pretrained_cfg.get("input_size", (3, 224))[-1])
+        self.default_input_size = pretrained_input_size(model_name)[-1]
         self.num_features = self.feature_info[-1]["num_chs"]
         self.init_head(num_classes, drop_rate)
         if pretrained:
@@ -86,6 +86,26 @@ def create_timm_backbone(model_name: str, **kwargs: Any) -> TimmBackbone:
 
 
 BACKBONES.register_prefix(PREFIX, create_timm_backbone)
+
+
+def pretrained_input_size(model_name: str) -> tuple[int, int]:
+    """``(height, width)`` of timm's ``pretrained_cfg["input_size"]`` for ``model_name``.
+
+    Read from timm's local table of default configs: nothing is built or downloaded. A model
+    without one gets 224x224.
+
+    Raises:
+        KeyError: timm has no model ``model_name``; the message lists close matches.
+    """
+    import timm
+
+    cfg = timm.get_pretrained_cfg(model_name)
+    if cfg is None:
+        if not timm.is_model(model_name):
+            raise KeyError(_unknown_model_message(model_name))
+        return Backbone.default_input_size, Backbone.default_input_size
+    _, height, width = cfg.input_size
+    return int(height), int(width)
 
 
 def _unknown_model_message(model_name: str) -> str:

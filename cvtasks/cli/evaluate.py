@@ -17,11 +17,14 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.utils.data import Dataset
 
 from cvtasks.cli.build import to_dict
 from cvtasks.cli.common import TrainedModel, load_trained, run_command
+from cvtasks.cli.outputs import refuse_run_folder
 from cvtasks.cli.reports import REPORTS
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.inference import Predictor
@@ -40,6 +43,14 @@ def data_config(model: TrainedModel, chosen: dict[str, Any]) -> dict[str, Any]:
     data = dict(chosen or model.data)
     if not data.get("name"):
         raise ValueError("no data to evaluate on: the checkpoint names none; pass data=<name>")
+    root = data.get("root")
+    if not chosen and root and not Path(root).expanduser().exists():
+        # a folder named by the checkpoint is only read, never created (a built-in dataset
+        # would write itself there)
+        raise ValueError(
+            f"the checkpoint's data.root={root} does not exist here: pass "
+            f"data={data['name']} data.root=PATH"
+        )
     trained = model.data
     data.update({key: trained[key] for key in MODEL_INPUT_KEYS if key in trained})
     return data
@@ -59,8 +70,85 @@ def build_test_data(model: TrainedModel, chosen: dict[str, Any]) -> pl.Lightning
         raise ValueError(
             f"data={name} has {data_classes} classes but the model was trained on {task_classes}"
         )
+    remap = match_names(model, datamodule, name)
+    if remap:
+        datamodule.test_dataset = RemappedTargets(datamodule.test_dataset, remap)
     log.info("evaluating on data=%s", name)
     return datamodule
+
+
+#: names a model and its data must agree on, and the sample keys whose indices they name
+NAMED_TARGETS = {"class_names": ("label", "mask"), "keypoint_names": ("keypoints", "visible")}
+
+
+def match_names(
+    model: TrainedModel, datamodule: pl.LightningDataModule, data_name: str
+) -> dict[str, tuple[torch.Tensor, int]]:
+    """Compare the data's class (or keypoint) names with the model's, in order.
+
+    Returns:
+        Nothing when they agree; when the data names the same things in another order, for each
+        sample key to renumber: the model index of each data index, and the index the names
+        start at in the labels (1 where label 0 is *nothing*, as in localization).
+
+    Raises:
+        ValueError: the data names other classes (or points) than the model was trained on.
+    """
+    remap: dict[str, tuple[torch.Tensor, int]] = {}
+    for key, targets in NAMED_TARGETS.items():
+        trained = list(model.task.hparams.get(key) or [])
+        try:
+            given = list(getattr(datamodule, key, None) or [])
+        except RuntimeError:  # a data module that cannot tell its names
+            given = []
+        if not trained or not given or trained == given:
+            continue
+        what = key.replace("_", " ")
+        if sorted(trained) != sorted(given):
+            raise ValueError(
+                f"data={data_name} has {what} {given}, but the model was trained on {trained}: "
+                f"evaluate on data with the model's {what}"
+            )
+        order = torch.tensor([trained.index(n) for n in given])  # data index -> model index
+        labels = getattr(model.task, "label_names", None) or trained
+        first = len(labels) - len(trained)
+        log.warning("data=%s lists the model's %s in another order: renumbering", data_name, what)
+        remap.update({target: (order, first) for target in targets})
+    return remap
+
+
+class RemappedTargets(Dataset):
+    """A test split whose targets are renumbered into the model's class or point order.
+
+    ``label`` and ``mask`` values are mapped (values outside the named classes, *nothing* and
+    the 255 of ignored pixels, stay as they are); ``keypoints`` and ``visible`` are reordered
+    along the point axis.
+    """
+
+    def __init__(self, dataset: Dataset, remap: dict[str, tuple[torch.Tensor, int]]) -> None:
+        self.dataset = dataset
+        self.remap = remap
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.dataset[index]
+        if sample is None:  # a skipped bad image
+            return sample
+        for key, (order, first) in self.remap.items():
+            if key not in sample:
+                continue
+            value = sample[key]
+            if key in NAMED_TARGETS["keypoint_names"]:
+                reordered = torch.empty_like(value)
+                reordered[order] = value
+                sample[key] = reordered
+            else:
+                named = (value >= first) & (value < first + len(order))
+                index_ = (value - first).clamp(0, len(order) - 1).long()
+                sample[key] = torch.where(named, order[index_] + first, value).to(value.dtype)
+        return sample
 
 
 def test_metrics(
@@ -107,6 +195,7 @@ def write_plots(
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Run the ``evaluate`` command; returns what it wrote into ``metrics.json``."""
     start = time.perf_counter()
+    refuse_run_folder(cfg.output)
     model = load_trained(cfg.ckpt, cfg.get("expect_task"))
     datamodule = build_test_data(model, to_dict(cfg.get("data")))
     output = Path(cfg.output)

@@ -26,8 +26,10 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cvtasks.cli.common import TrainedModel, load_trained, run_command
+from cvtasks.cli.outputs import atomic_path, refuse_overwriting_inputs
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.inference import optimize_network
+from cvtasks.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -204,14 +206,17 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         )
     model = load_trained(cfg.ckpt, cfg.get("expect_task"))
     path = Path(cfg.output) if cfg.get("output") else model.path.with_suffix(FORMATS[fmt])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = Path(f"{path}.json")
+    refuse_overwriting_inputs([path, sidecar], {"ckpt": cfg.ckpt})
     net = exportable(model)
     meta = {**model.preprocessing(), "outputs": net.output_names, "format": fmt}
-    if fmt == "onnx":
-        export_onnx(net, path, meta, int(cfg.opset))
-    else:
-        (export_torchscript if fmt == "torchscript" else export_program)(net, path, meta)
-        Path(f"{path}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    with atomic_path(path) as tmp:
+        if fmt == "onnx":
+            export_onnx(net, tmp, meta, int(cfg.opset))
+        else:
+            (export_torchscript if fmt == "torchscript" else export_program)(net, tmp, meta)
+    if fmt != "onnx":
+        write_json(sidecar, meta)
     result: dict[str, Any] = {"file": str(path), "outputs": net.output_names}
     if cfg.check:
         diffs = max_differences(net, fmt, path)

@@ -28,6 +28,7 @@ from torch import nn
 
 from cvtasks.cli.common import load_trained, run_command, save_picture
 from cvtasks.cli.inputs import find_inputs
+from cvtasks.cli.outputs import refuse_output_inside_input, refuse_overwriting_inputs
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.data.images import BadImageError, read_image
 from cvtasks.data.transforms import build_pipeline
@@ -87,6 +88,11 @@ def choose_channels(fmap: torch.Tensor, channels: Any, top: int) -> list[int]:
 
 def features(cfg: DictConfig) -> dict[str, Any]:
     """Run the ``features`` command; returns what was written."""
+    output = Path(cfg.output)
+    written = ("activations.png", "patches.png", "input.png", "patches.json")
+    refuse_overwriting_inputs([output / name for name in written], {"image": cfg.image})
+    if cfg.images:
+        refuse_output_inside_input(output, "images", str(cfg.images))
     net, size, mean, std = load_network(cfg)
     transform = build_pipeline(None, size, mean, std, train=False)
     layer = cfg.layer or net.feature_info[-1]["module"]
@@ -101,7 +107,6 @@ def features(cfg: DictConfig) -> dict[str, Any]:
         searched, paths = read_inputs(found, transform)
     ranked = top_patches(net, layer, searched, channels, k=cfg.patches)
 
-    output = Path(cfg.output)
     shown = sorted(set(range(min(cfg.max_channels, fmap.shape[0]))) | set(channels))
     save_picture(activation_grid(fmap, shown), output / "activations.png")
     pictures = [to_picture(x, mean, std) for x in searched]

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from cvtasks.cli.common import load_trained, run_command, save_picture, write_lines
 from cvtasks.cli.inputs import find_inputs, loader, picture_names
+from cvtasks.cli.outputs import refuse_output_inside_input
 from cvtasks.cli.render import RecordContext, view_for
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.data.images import read_image
@@ -55,6 +56,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     """Run the ``predict`` command; returns counts of what was written."""
     model = load_trained(cfg.ckpt, cfg.get("expect_task"))
     images, skipped = find_inputs(str(cfg.input))
+    for key in ("input", "gallery"):
+        if cfg.get(key):
+            refuse_output_inside_input(cfg.output, key, str(cfg.get(key)))
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     predictor = Predictor(model.task, cfg.device, cfg.compile, str(cfg.precision))

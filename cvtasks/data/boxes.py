@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 
 from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
 from cvtasks.data.image_folder import stratified_split
-from cvtasks.data.images import BadImageError, load_or_skip, read_image
+from cvtasks.data.images import BadImageError, load_or_skip, orientation_note, read_image
+from cvtasks.data.scan import refuse_shared_files
 from cvtasks.data.transforms import build_pipeline
 
 MULTIPLE_OBJECTS = ("largest", "error")
@@ -43,12 +44,15 @@ class BoxSample(NamedTuple):
         label: 0 for *nothing*, 1..C for an object class.
         box: ``(x_min, y_min, x_max, y_max)`` in pixels of the file, ``None`` for *nothing*.
         size: ``(height, width)`` the annotations declare for the file.
+        source: the annotation entry it comes from (``ann.json: images[3]``, an XML file);
+            one entry may serve several splits, but two entries may not share an image file.
     """
 
     path: str
     label: int
     box: Box | None
     size: tuple[int, int]
+    source: str = ""
 
 
 Splits = dict[str, list[BoxSample]]
@@ -135,7 +139,8 @@ class BoxDataset(Dataset):
             height, width = sample.size
             raise BadImageError(
                 sample.path,
-                f"it is {image.shape[1]}x{image.shape[0]} but its annotation says {width}x{height}",
+                f"it is {image.shape[1]}x{image.shape[0]} but its annotation says {width}x{height}"
+                + orientation_note(sample.path),
             )
         if self.cache_images:
             self._cache[index] = image
@@ -247,8 +252,13 @@ class BoxDataModule(VisionDataModule):
         """``{"train": [...], "val": [...], "test": [...]}``, read once."""
         if self._splits is None:
             self.prepare_root()
-            names, self._splits = self.read_splits()
-            self.class_names = names
+            names, splits = self.read_splits()
+            # Two annotation entries naming one file (directly or through a link) would make it
+            # two samples, or put it in two splits; one entry reused by two splits is the
+            # config's choice (the same file given for val and test).
+            owners = {(s.path, s.source or split) for split, items in splits.items() for s in items}
+            refuse_shared_files(sorted(owners), "data", same_owner_ok=True)
+            self._splits, self.class_names = splits, names
         return self._splits
 
     def discover_class_names(self) -> list[str]:

@@ -21,7 +21,7 @@ from cvtasks.data.annotations import ON_BAD_ANNOTATION, AnnotationError, Annotat
 from cvtasks.data.boxes import MULTIPLE_OBJECTS, BoxDataModule, BoxSample, Splits, pick_box
 from cvtasks.data.coco_format import CocoFile, image_size, load_coco
 from cvtasks.data.datamodule import check_choice
-from cvtasks.data.images import BadImageError
+from cvtasks.data.images import BadImageError, file_problem
 from cvtasks.registry import DATASETS
 
 
@@ -90,10 +90,10 @@ def coco_box_samples(
     samples = []
     for image in coco.images.values():
         path = root / image.file_name
-        if not path.is_file():
+        if problem := file_problem(path):
             issues.report(
                 f"{coco.where('images', image.position, 'file_name')}: "
-                f"{image.file_name!r} does not exist ({path})"
+                f"{image.file_name!r} {problem} ({path})"
             )
             continue
         try:
@@ -114,7 +114,8 @@ def coco_box_samples(
                 "(data.multiple_objects=largest keeps the largest)"
             )
             continue
-        samples.append(BoxSample(os.fspath(path), picked[0], picked[1], size))
+        source = coco.where("images", image.position)
+        samples.append(BoxSample(os.fspath(path), picked[0], picked[1], size, source))
     return samples
 
 

@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from cvtasks.data.annotations import AnnotationError, AnnotationIssues
-from cvtasks.data.images import BadImageError
+from cvtasks.data.images import file_problem, read_image_size
 
 
 @dataclass(frozen=True)
@@ -98,8 +96,8 @@ def load_coco(path: str | os.PathLike[str], issues: AnnotationIssues | None = No
     """
     path = Path(path).expanduser()
     issues = issues or AnnotationIssues("error")
-    if not path.is_file():
-        raise FileNotFoundError(f"data.annotations: the COCO file {path} does not exist")
+    if problem := file_problem(path):
+        raise FileNotFoundError(f"data.annotations: the COCO file {path} {problem}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -151,13 +149,12 @@ def load_coco(path: str | os.PathLike[str], issues: AnnotationIssues | None = No
 def image_size(image: CocoImage, path: Path) -> tuple[int, int]:
     """``(height, width)`` as declared, or read from the file's header when the JSON omits it.
 
+    A header size is the size :func:`~cvtasks.data.images.read_image` returns: turned by the
+    file's EXIF orientation, like the image itself.
+
     Raises:
         BadImageError: the size is not declared and the file cannot be opened.
     """
     if image.width is not None and image.height is not None:
         return image.height, image.width
-    try:
-        with Image.open(path) as opened:  # reads the header only
-            return opened.height, opened.width
-    except (OSError, ValueError, SyntaxError) as err:
-        raise BadImageError(path, f"{type(err).__name__}: {err}") from err
+    return read_image_size(path)

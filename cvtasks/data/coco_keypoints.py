@@ -37,6 +37,7 @@ from cvtasks.data.keypoint_dataset import (
     keypoint_compose_kwargs,
     resolve_pairs,
 )
+from cvtasks.data.scan import refuse_shared_files
 from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
 
@@ -280,6 +281,15 @@ class CocoKeypointsDataModule(VisionDataModule):
                 if not self.crop_to_box:
                     self._check_one_object_per_image(found)
             self._splits = {s: f.samples for s, f in self._files.items()}
+            # Objects of one image share its file, but two image entries naming one file
+            # (directly or through a link) would be two samples, or in two splits; one
+            # annotation file given for two splits is the config's choice.
+            owners = {
+                (sample.path, f"{self._files[split].path} image_id {sample.image_id}")
+                for split, samples in self._splits.items()
+                for sample in samples
+            }
+            refuse_shared_files(sorted(owners), "data", same_owner_ok=True)
             carve = {s: self.fractions[s] for s in ("val", "test") if s not in self._splits}
             if carve:
                 ids = sorted({s.image_id for s in train.samples})

@@ -29,9 +29,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from cvtasks.data.datamodule import DropBadSamples, VisionDataModule, check_choice, seed_worker
 from cvtasks.data.identity_sampler import IdentityBatchSampler
 from cvtasks.data.image_folder import ImageFolderDataset
-from cvtasks.data.images import IMAGE_EXTENSIONS, BadImageError, BadImageWarning, is_image_file
+from cvtasks.data.images import IMAGE_EXTENSIONS, BadImageError, BadImageWarning
 from cvtasks.data.pairs import ON_PROBLEM, Pair, draw_pairs, parse_pairs_file, resolve_pairs
 from cvtasks.data.resumable import ResumableDataLoader
+from cvtasks.data.scan import FolderScan
 from cvtasks.registry import DATASETS
 
 
@@ -40,21 +41,43 @@ class IdentityDataWarning(UserWarning):
 
 
 # -- identity folders ---------------------------------------------------------------------------
-def scan_identities(folder: str | os.PathLike[str]) -> dict[str, list[str]]:
+def scan_identities(
+    folder: str | os.PathLike[str],
+    follow_links: bool = False,
+    on_empty: str = "error",
+    scan: FolderScan | None = None,
+) -> dict[str, list[str]]:
     """``{person: sorted image paths}`` of every non-hidden sub-folder of ``folder``.
+
+    Files are listed by :class:`~cvtasks.data.scan.FolderScan`: regular files only, each real
+    file once, links leaving the root only with ``follow_links``; a file in two identity
+    folders (or one folder linking to another) is an error naming both.
+
+    Args:
+        folder: the folder of identity folders.
+        follow_links: also follow links leaving ``folder`` (or ``scan``'s root).
+        on_empty: ``"error"`` or ``"skip"`` for empty (0-byte) image files.
+        scan: a scan shared with other splits, so that a file in two of them is caught (its
+            root, link rule and empty-file policy hold; the caller reports it); by default a
+            scan of ``folder`` that warns about what it skipped.
 
     Raises:
         FileNotFoundError: ``folder`` is missing or holds no identity folder with images.
+        ValueError: a file belongs to two identities, or an image file is empty.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"data.root: the identity folder {folder} does not exist")
-    found = {
-        d.name: sorted(str(p) for p in d.iterdir() if p.is_file() and is_image_file(p))
-        for d in sorted(folder.iterdir())
-        if d.is_dir() and not d.name.startswith(".")
-    }
-    found = {name: paths for name, paths in found.items() if paths}
+    if scan is None:
+        scan = FolderScan(folder, follow_links, on_empty)
+        with scan.reporting():
+            return scan_identities(folder, scan=scan)
+    found = {}
+    for person in scan.folders(folder, "identity folders"):
+        group = os.path.relpath(person, scan.root)
+        paths = scan.files(person, group, recursive=False)
+        if paths:
+            found[person.name] = paths
     if not found:
         raise FileNotFoundError(
             f"data.root: no identity folders with images in {folder}; expected "
@@ -145,6 +168,7 @@ class IdentityFoldersDataModule(VisionDataModule):
             ``"error"`` names its folder, ``"skip"`` leaves it out (warned, counted).
         on_missing_file: a pair naming a missing image: ``"error"`` names the file and line,
             ``"skip"`` drops the pair (warned, counted in ``skipped_pairs``).
+        follow_links: also follow symbolic links that leave ``root``.
         **kwargs: :class:`VisionDataModule` options; ``batch_size`` sizes the pair batches.
     """
 
@@ -163,6 +187,7 @@ class IdentityFoldersDataModule(VisionDataModule):
         chunks_per_identity: int | None = None,
         on_single_image: str = "error",
         on_missing_file: str = "error",
+        follow_links: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -174,6 +199,8 @@ class IdentityFoldersDataModule(VisionDataModule):
             )
         check_choice("data.on_single_image", on_single_image, ON_PROBLEM)
         check_choice("data.on_missing_file", on_missing_file, ON_PROBLEM)
+        check_choice("data.follow_links", follow_links, (False, True))
+        self.follow_links = bool(follow_links)
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 0.5:
                 raise ValueError(f"data.{key} must be in [0, 0.5), got {value!r}")
@@ -214,14 +241,19 @@ class IdentityFoldersDataModule(VisionDataModule):
 
     def split_identities(self) -> dict[str, tuple[Path, dict[str, list[str]]]]:
         """``{split: (image folder, {person: paths})}`` for train, val and test."""
+        scan = FolderScan(self.root, self.follow_links, self.on_bad_image)
+        with scan.reporting():  # one scan: a file in two splits is caught
+            return self._split_identities(scan)
+
+    def _split_identities(self, scan: FolderScan) -> dict[str, tuple[Path, dict[str, list[str]]]]:
         layered = (self.root / "train").is_dir()
         base = self.root / "train" if layered else self.root
-        pool = scan_identities(base)
+        pool = scan_identities(base, scan=scan)
         result: dict[str, tuple[Path, dict[str, list[str]]]] = {}
         for split in ("val", "test"):
             path = self.pairs_path(split)
             if layered and (self.root / split).is_dir():
-                result[split] = (self.root / split, scan_identities(self.root / split))
+                result[split] = (self.root / split, scan_identities(self.root / split, scan=scan))
             elif path is not None:  # the people the pairs file names are held out of training
                 named = {n for e in parse_pairs_file(path) for n in (e.name_a, e.name_b)}
                 result[split] = (base, {n: pool.pop(n) for n in sorted(named) if n in pool})
@@ -267,7 +299,7 @@ class IdentityFoldersDataModule(VisionDataModule):
             lookup = {(n, i + 1): p for n, paths in identities.items() for i, p in enumerate(paths)}
             return [(lookup[e[:2]], lookup[e[2:4]], e.same) for e in entries]
         pairs, skipped = resolve_pairs(
-            parse_pairs_file(path), folder, str(path), self.on_missing_file
+            parse_pairs_file(path), folder, str(path), self.on_missing_file, identities
         )
         if skipped:
             self.skipped_pairs[split] = skipped

@@ -7,6 +7,9 @@ Two layouts are understood:
 - ``root/<class>/...``: train, val and test are all carved out of the class folders.
 
 Carving is stratified per class and seeded, so the same files give the same splits everywhere.
+Folders are listed by :class:`~cvtasks.data.scan.FolderScan`: each real file once, links leaving
+the root only with ``follow_links``, and a file reachable from two class folders (or from train
+and test) is an error naming both paths.
 """
 
 from __future__ import annotations
@@ -23,13 +26,8 @@ import torch
 from torch.utils.data import Dataset
 
 from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
-from cvtasks.data.images import (
-    IMAGE_EXTENSIONS,
-    BadImageError,
-    is_image_file,
-    load_or_skip,
-    read_image,
-)
+from cvtasks.data.images import IMAGE_EXTENSIONS, BadImageError, load_or_skip, read_image
+from cvtasks.data.scan import FolderScan
 from cvtasks.registry import DATASETS
 
 T = TypeVar("T")
@@ -108,6 +106,8 @@ class ImageFolderDataModule(VisionDataModule):
         val_fraction: share of each class carved out for validation when there is no val folder.
         test_fraction: share of each class carved out for testing when there is no test folder.
         split_seed: seed of the carving; the same seed and files give the same splits.
+        follow_links: also follow symbolic links that leave ``root`` (links inside it are
+            always followed, each real file is listed once).
         **kwargs: :class:`VisionDataModule` options (batch_size, image_size, augment, ...).
     """
 
@@ -117,9 +117,11 @@ class ImageFolderDataModule(VisionDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
+        follow_links: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_choice("data.follow_links", follow_links, (False, True))
         for key, value in (
             ("data.val_fraction", val_fraction),
             ("data.test_fraction", test_fraction),
@@ -135,6 +137,7 @@ class ImageFolderDataModule(VisionDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.follow_links = bool(follow_links)
         self._splits: dict[str, list[Sample]] | None = None
 
     def prepare_root(self) -> None:
@@ -150,6 +153,8 @@ class ImageFolderDataModule(VisionDataModule):
                 val_fraction=self.val_fraction,
                 test_fraction=self.test_fraction,
                 seed=self.split_seed,
+                follow_links=self.follow_links,
+                on_empty=self.on_bad_image,
             )
         return self._splits
 
@@ -180,14 +185,21 @@ def scan_image_folder(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    follow_links: bool = False,
+    on_empty: str = "error",
 ) -> tuple[list[str], dict[str, list[Sample]]]:
     """List the images under ``root`` and split them into train, val and test.
+
+    What the scan passed over (links leaving ``root``, loops, duplicates, special files) is
+    reported in one :class:`~cvtasks.data.scan.DataScanWarning`.
 
     Args:
         root: the dataset folder, in one of the two layouts of this module.
         val_fraction: share of each class carved out of train when there is no val folder.
         test_fraction: the same for a missing test folder.
         seed: seed of the carving.
+        follow_links: also follow links leaving ``root``.
+        on_empty: ``"error"`` raises for empty (0-byte) image files; ``"skip"`` leaves them out.
 
     Returns:
         ``(class_names, {"train": samples, "val": samples, "test": samples})``; class names are
@@ -195,7 +207,8 @@ def scan_image_folder(
 
     Raises:
         FileNotFoundError: ``root`` is missing, or holds no class folders or no images.
-        ValueError: a val/test folder has a class that train lacks, or the layout is ambiguous.
+        ValueError: a val/test folder has a class that train lacks, the layout is ambiguous,
+            a file is reachable from two class or split folders, or an image file is empty.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -203,36 +216,9 @@ def scan_image_folder(
         raise FileNotFoundError(
             f"data.root: the dataset folder {root} {what}. Set data.root=<path>."
         )
-    train_dir = root / "train"
-    if train_dir.is_dir():
-        class_names = _class_folders(train_dir)
-        train = _images_by_class(train_dir, class_names, require_images=True)
-        fixed: dict[str, dict[str, list[str]]] = {}
-        for split, names in (("val", VAL_DIRS), ("test", TEST_DIRS)):
-            folder = _split_folder(root, names)
-            if folder is not None:
-                fixed[split] = _images_by_class(
-                    folder, _check_classes(folder, class_names, train_dir), require_images=False
-                )
-        fractions = {"val": val_fraction, "test": test_fraction}
-        carved = stratified_split(
-            train, {s: f for s, f in fractions.items() if s not in fixed}, seed
-        )
-        by_split = {**carved, **fixed}
-    else:
-        strays = [n for n in (*VAL_DIRS, *TEST_DIRS) if (root / n).is_dir()]
-        if strays:
-            raise ValueError(
-                f"data.root: {root} has {', '.join(strays)} but no 'train' folder. Put the "
-                f"training class folders in {train_dir}, or drop the split folders and let the "
-                "splits be carved from the class folders."
-            )
-        class_names = _class_folders(root)
-        by_split = stratified_split(
-            _images_by_class(root, class_names, require_images=True),
-            {"val": val_fraction, "test": test_fraction},
-            seed,
-        )
+    scan = FolderScan(root, follow_links, on_empty)
+    with scan.reporting():
+        class_names, by_split = _scan_splits(scan, root, val_fraction, test_fraction, seed)
     labels = {name: i for i, name in enumerate(class_names)}
     splits = {
         split: sorted(
@@ -241,6 +227,41 @@ def scan_image_folder(
         for split in ("train", "val", "test")
     }
     return class_names, splits
+
+
+def _scan_splits(
+    scan: FolderScan, root: Path, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
+    """Class names and ``{split: {class: paths}}`` of either layout."""
+    train_dir = root / "train"
+    if train_dir.is_dir():
+        class_names = _class_folders(scan, train_dir)
+        train = _images_by_class(scan, train_dir, class_names, require_images=True)
+        fixed: dict[str, dict[str, list[str]]] = {}
+        for split, names in (("val", VAL_DIRS), ("test", TEST_DIRS)):
+            folder = _split_folder(root, names)
+            if folder is not None:
+                classes = _check_classes(scan, folder, class_names, train_dir)
+                fixed[split] = _images_by_class(scan, folder, classes, require_images=False)
+        fractions = {"val": val_fraction, "test": test_fraction}
+        carved = stratified_split(
+            train, {s: f for s, f in fractions.items() if s not in fixed}, seed
+        )
+        return class_names, {**carved, **fixed}
+    strays = [n for n in (*VAL_DIRS, *TEST_DIRS) if (root / n).is_dir()]
+    if strays:
+        raise ValueError(
+            f"data.root: {root} has {', '.join(strays)} but no 'train' folder. Put the "
+            f"training class folders in {train_dir}, or drop the split folders and let the "
+            "splits be carved from the class folders."
+        )
+    class_names = _class_folders(scan, root)
+    by_split = stratified_split(
+        _images_by_class(scan, root, class_names, require_images=True),
+        {"val": val_fraction, "test": test_fraction},
+        seed,
+    )
+    return class_names, by_split
 
 
 def stratified_split(
@@ -289,8 +310,8 @@ def _apportion(sizes: list[int], fraction: float) -> list[int]:
     return counts
 
 
-def _class_folders(folder: Path) -> list[str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _class_folders(scan: FolderScan, folder: Path) -> list[str]:
+    names = [p.name for p in scan.folders(folder, "class folders")]
     if not names:
         raise FileNotFoundError(
             f"data.root: no class folders in {folder}; expected {folder}/<class>/<image> "
@@ -300,20 +321,17 @@ def _class_folders(folder: Path) -> list[str]:
 
 
 def _images_by_class(
-    folder: Path, class_names: Sequence[str], require_images: bool
+    scan: FolderScan, folder: Path, class_names: Sequence[str], require_images: bool
 ) -> dict[str, list[str]]:
-    """Sorted image paths under each ``folder/<class>`` (recursively, hidden entries skipped).
+    """Sorted image paths under each ``folder/<class>`` (recursively, by ``scan``'s rules).
 
     With ``require_images`` an empty class folder is an error: it would be a class that no
     image teaches.
     """
     found: dict[str, list[str]] = {}
     for name in class_names:
-        paths: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            paths.extend(os.path.join(dirpath, f) for f in filenames if is_image_file(f))
-        found[name] = sorted(paths)
+        group = os.path.relpath(folder / name, scan.root)  # "train/cat": class of a split
+        found[name] = scan.files(folder / name, group)
     if require_images:
         empty = [name for name, paths in found.items() if not paths]
         if empty:
@@ -333,9 +351,11 @@ def _split_folder(root: Path, names: Sequence[str]) -> Path | None:
     return present[0] if present else None
 
 
-def _check_classes(folder: Path, class_names: Sequence[str], train_dir: Path) -> list[str]:
+def _check_classes(
+    scan: FolderScan, folder: Path, class_names: Sequence[str], train_dir: Path
+) -> list[str]:
     """The class folders of a val/test ``folder``, which must all exist in train."""
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    names = [p.name for p in scan.folders(folder, "class folders")]
     unknown = [n for n in names if n not in class_names]
     if unknown:
         shown = ", ".join(class_names[:20]) + (", ..." if len(class_names) > 20 else "")

@@ -8,8 +8,11 @@ Layouts:
 
 An image ``images/a/b.jpg`` pairs with the mask ``masks/a/b.<any image suffix>``. A mask is a
 single-channel or palette PNG whose pixel values are class indices; 255 marks pixels to ignore
-(Pascal VOC's object borders). ``root/classes.txt`` names the classes, one per line, line ``i``
-naming index ``i``; without it the classes are ``0 .. max`` over the training masks.
+(Pascal VOC's object borders); masks in a lossy format are refused unless
+``lossy_masks="allow"`` (see :mod:`cvtasks.data.mask_files`). ``root/classes.txt`` names the
+classes, one per line, line ``i`` naming index ``i``; without it the classes are ``0 .. max``
+over the training masks. Folders are listed by :class:`~cvtasks.data.scan.FolderScan` (links
+leaving the root only with ``follow_links``; an image reachable from two splits is an error).
 """
 
 from __future__ import annotations
@@ -24,118 +27,45 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
 from cvtasks.data.image_folder import TEST_DIRS, VAL_DIRS, stratified_split
-from cvtasks.data.images import (
-    BadImageError,
-    is_image_file,
-    load_or_skip,
-    read_image,
+from cvtasks.data.images import BadImageError, load_or_skip, read_image
+from cvtasks.data.mask_files import (
+    IGNORE_INDEX,
+    LOSSY_MASKS,
+    BadMaskError,
+    check_lossy_masks,
+    check_mask,
+    mask_palette,
+    read_mask,
+    write_mask,
 )
+from cvtasks.data.scan import FolderScan
 from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
 
+__all__ = [
+    "IGNORE_INDEX",
+    "BadMaskError",
+    "ImageMaskDataModule",
+    "ImageMaskDataset",
+    "SegmentationDataModule",
+    "check_mask",
+    "mask_palette",
+    "pair_folder",
+    "read_class_names",
+    "read_mask",
+    "write_mask",
+]
+
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
-"""Mask value of pixels that count in no loss and no metric."""
 MAX_CLASSES = 255  # indices 0..254; 255 is the ignore index
 USAGE = "set data.root=PATH, the folder that holds images/ and masks/ (or train/, val/, test/)"
 Pair = tuple[str, str | None]  # (image path, mask path or None when the image has no mask)
 _SHOWN = 5  # how many offending files a message lists
-
-
-class BadMaskError(BadImageError):
-    """A mask that cannot go with its image: unreadable, missing, another size, bad values.
-
-    ``path`` is the mask (or the image that has none); see :class:`BadImageError` for the
-    one-argument form.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], reason: str | None = None) -> None:
-        if reason is None:
-            super().__init__(path)
-            return
-        super().__init__(f"bad mask {os.fspath(path)}: {reason}")
-        self.path, self.reason = os.fspath(path), reason
-
-
-def mask_palette(num_colors: int = 256) -> np.ndarray:
-    """Pascal VOC's colour map: bit ``3k + c`` of index ``i`` sets bit ``7 - k`` of channel ``c``.
-
-    Class 0 is black, 1 dark red, 2 dark green, 3 olive, ..., 255 (ignore) a light cream.
-
-    Returns:
-        A new ``uint8`` array ``[num_colors, 3]``.
-    """
-    index = np.arange(num_colors)[:, None]
-    colors = np.zeros((num_colors, 3), dtype=np.int64)
-    for k in range(8):
-        colors |= ((index >> (3 * k + np.arange(3))) & 1) << (7 - k)
-    return colors.astype(np.uint8)
-
-
-def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode a mask file to its class indices.
-
-    Palette (``P``), grayscale (``L``), binary (``1``) and 16/32-bit integer images are read as
-    they store their values (a palette image's values are its indices, not its colours).
-
-    Returns:
-        An ``[H, W]`` integer array.
-
-    Raises:
-        BadMaskError: the file cannot be decoded, or has colour channels.
-    """
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("P", "L", "1", "I", "I;16", "I;16B", "I;16L"):
-                bands = "".join(image.getbands())
-                raise BadMaskError(
-                    path,
-                    f"mode {image.mode} ({bands}): a mask must be a single-channel or palette "
-                    "image holding class indices, not colours",
-                )
-            values = np.array(image)
-    except BadMaskError:
-        raise
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
-        raise BadMaskError(path, f"cannot decode: {type(err).__name__}: {err}") from err
-    return values.astype(np.uint8) if values.dtype == bool else values
-
-
-def write_mask(
-    path: str | os.PathLike[str], mask: np.ndarray, palette: np.ndarray | None = None
-) -> None:
-    """Write class indices ``[H, W]`` (0-255) as a palette PNG, coloured by ``palette``."""
-    image = Image.fromarray(np.asarray(mask, dtype=np.uint8)).convert("P")
-    image.putpalette((mask_palette() if palette is None else palette).reshape(-1).tolist())
-    image.save(path, format="PNG")
-
-
-def check_mask(mask: np.ndarray, image_shape: tuple[int, ...], num_classes: int, path: str) -> None:
-    """Raise :class:`BadMaskError` naming ``path`` if the mask does not fit its image or classes.
-
-    Args:
-        mask: the decoded mask ``[H, W]``.
-        image_shape: its image's shape ``(H, W, 3)``.
-        num_classes: valid values are ``0 .. num_classes - 1`` and :data:`IGNORE_INDEX`.
-        path: the mask file, for the message.
-    """
-    if mask.shape != tuple(image_shape[:2]):
-        (mh, mw), (ih, iw) = mask.shape, image_shape[:2]
-        raise BadMaskError(path, f"is {mw}x{mh} (WxH) but its image is {iw}x{ih}")
-    bad = ((mask < 0) | (mask >= num_classes)) & (mask != IGNORE_INDEX)
-    if bad.any():
-        values = np.unique(mask[bad])
-        raise BadMaskError(
-            path,
-            f"holds values {values[:10].tolist()} outside the {num_classes} classes "
-            f"0-{num_classes - 1} ({IGNORE_INDEX} = ignore); check classes.txt",
-        )
 
 
 class ImageMaskDataset(Dataset):
@@ -151,6 +81,8 @@ class ImageMaskDataset(Dataset):
         on_bad_image: ``"error"`` raises :class:`BadImageError` / :class:`BadMaskError` naming
             the file; ``"skip"`` warns and returns ``None`` (dropped and counted by the collate).
         cache_images: keep decoded, checked images and masks in memory after their first read.
+        lossy_masks: ``"error"`` refuses a mask stored in a lossy format (JPEG...);
+            ``"allow"`` reads it.
     """
 
     def __init__(
@@ -160,13 +92,16 @@ class ImageMaskDataset(Dataset):
         num_classes: int,
         on_bad_image: str = "error",
         cache_images: bool = False,
+        lossy_masks: str = "error",
     ) -> None:
         check_choice("data.on_bad_image", on_bad_image, ON_BAD_IMAGE)
+        check_choice("data.lossy_masks", lossy_masks, LOSSY_MASKS)
         self.pairs = [(os.fspath(i), None if m is None else os.fspath(m)) for i, m in pairs]
         self.transform = transform
         self.num_classes = int(num_classes)
         self.on_bad_image = on_bad_image
         self.cache_images = cache_images
+        self.lossy_masks = lossy_masks
         self._cache: dict[int, tuple[np.ndarray, np.ndarray] | BadImageError] = {}
 
     def __len__(self) -> int:
@@ -177,8 +112,8 @@ class ImageMaskDataset(Dataset):
         if mask_path is None:
             raise BadMaskError(image_path, "this image has no mask (no file of the same name)")
         image = read_image(image_path)
-        mask = read_mask(mask_path)
-        check_mask(mask, image.shape, self.num_classes, mask_path)
+        mask = read_mask(mask_path, allow_lossy=self.lossy_masks == "allow")
+        check_mask(mask, image.shape, self.num_classes, mask_path, image_path)
         return image, mask.astype(np.uint8)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -224,11 +159,15 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
     values.
 
     Args:
+        lossy_masks: ``"error"`` refuses masks stored in a lossy format (JPEG, lossy WebP,
+            JPEG 2000) naming them; ``"allow"`` reads them with one warning.
         **kwargs: :class:`VisionDataModule` options (batch_size, image_size, augment, ...).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, lossy_masks: str = "error", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        check_choice("data.lossy_masks", lossy_masks, LOSSY_MASKS)
+        self.lossy_masks = lossy_masks
         augment = kwargs.get("augment")
         size, mean, std = self.image_size, self.mean, self.std
         nearest = {"mask_interpolation": cv2.INTER_NEAREST}
@@ -268,7 +207,12 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
 
         def dataset(split: str, transform: Callable[..., dict[str, Any]]) -> ImageMaskDataset:
             return ImageMaskDataset(
-                splits[split], transform, self.num_classes, self.on_bad_image, self.cache_images
+                splits[split],
+                transform,
+                self.num_classes,
+                self.on_bad_image,
+                self.cache_images,
+                self.lossy_masks,
             )
 
         self.train_dataset = dataset("train", self.train_transform)
@@ -295,7 +239,8 @@ class ImageMaskDataModule(SegmentationDataModule):
         val_fraction: share carved out of train for validation when there is no val folder.
         test_fraction: share carved out of train for testing when there is no test folder.
         split_seed: seed of the carving.
-        **kwargs: :class:`VisionDataModule` options (batch_size, image_size, augment, ...).
+        follow_links: also follow symbolic links that leave ``root``.
+        **kwargs: :class:`SegmentationDataModule` options (lossy_masks, batch_size, ...).
     """
 
     def __init__(
@@ -304,9 +249,12 @@ class ImageMaskDataModule(SegmentationDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
+        follow_links: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_choice("data.follow_links", follow_links, (False, True))
+        self.follow_links = bool(follow_links)
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"data.{key} must be in [0, 1), got {value!r}")
@@ -329,39 +277,53 @@ class ImageMaskDataModule(SegmentationDataModule):
             what = "is not a folder" if root.exists() else "does not exist"
             raise FileNotFoundError(f"data.root: the dataset folder {root} {what}.")
         skip = self.on_bad_image == "skip"
-        if (root / "train").is_dir():
-            by_split = {"train": pair_folder(root / "train", skip)}
-            for split, names in (("val", VAL_DIRS), ("test", TEST_DIRS)):
-                found = [root / n for n in names if (root / n).is_dir()]
-                if len(found) > 1:
-                    raise ValueError(f"data.root: {root} has {', '.join(names)}; keep one")
-                if found:
-                    by_split[split] = pair_folder(found[0], skip)
-            carve = {s: f for s, f in self.fractions.items() if s not in by_split}
-            carved = stratified_split({"all": by_split["train"]}, carve, self.split_seed)
-            by_split.update({split: groups["all"] for split, groups in carved.items()})
-        else:
-            carved = stratified_split(
-                {"all": pair_folder(root, skip)}, self.fractions, self.split_seed
-            )
-            by_split = {split: groups["all"] for split, groups in carved.items()}
-        return read_class_names(root, by_split["train"], skip), by_split
+        scan = FolderScan(root, self.follow_links, self.on_bad_image)
+        with scan.reporting():
+            if (root / "train").is_dir():
+                by_split = {"train": pair_folder(root / "train", skip, scan)}
+                for split, names in (("val", VAL_DIRS), ("test", TEST_DIRS)):
+                    found = [root / n for n in names if (root / n).is_dir()]
+                    if len(found) > 1:
+                        raise ValueError(f"data.root: {root} has {', '.join(names)}; keep one")
+                    if found:
+                        by_split[split] = pair_folder(found[0], skip, scan)
+                carve = {s: f for s, f in self.fractions.items() if s not in by_split}
+                carved = stratified_split({"all": by_split["train"]}, carve, self.split_seed)
+                by_split.update({split: groups["all"] for split, groups in carved.items()})
+            else:
+                carved = stratified_split(
+                    {"all": pair_folder(root, skip, scan)}, self.fractions, self.split_seed
+                )
+                by_split = {split: groups["all"] for split, groups in carved.items()}
+        masks = {m for pairs in by_split.values() for _, m in pairs if m is not None}
+        check_lossy_masks(sorted(masks), self.lossy_masks)  # before any mask is read
+        allow = self.lossy_masks == "allow"
+        return read_class_names(root, by_split["train"], skip, allow), by_split
 
 
-def pair_folder(folder: Path, skip_missing: bool = False) -> list[Pair]:
+def pair_folder(
+    folder: Path, skip_missing: bool = False, scan: FolderScan | None = None
+) -> list[Pair]:
     """Pair ``folder/images/<name>.*`` with ``folder/masks/<name>.*``, sorted by image path.
 
     Args:
         folder: holds ``images`` and ``masks``.
         skip_missing: keep images without a mask (paired with ``None``: the dataset skips and
             counts them) instead of raising.
+        scan: the scan of the dataset root, shared by the splits so that an image reachable
+            from two of them is caught; by default a scan of ``folder`` alone.
 
     Raises:
         FileNotFoundError: a folder is missing or empty, or (unless ``skip_missing``) images
             have no mask; the message names them.
         ValueError: two images or two masks share a name.
     """
-    images, masks = (_by_name(folder / sub) for sub in ("images", "masks"))
+    if scan is None:
+        scan = FolderScan(folder)
+        with scan.reporting():
+            return pair_folder(folder, skip_missing, scan)
+    split = os.path.relpath(folder, scan.root)
+    images, masks = _by_name(scan, folder / "images", split), _by_name(scan, folder / "masks")
     if not images:
         raise FileNotFoundError(f"data.root: no images in {folder / 'images'}")
     missing = [path for name, path in images.items() if name not in masks]
@@ -377,31 +339,36 @@ def pair_folder(folder: Path, skip_missing: bool = False) -> list[Pair]:
     return sorted((path, masks.get(name)) for name, path in images.items())
 
 
-def _by_name(folder: Path) -> dict[str, str]:
+def _by_name(scan: FolderScan, folder: Path, group: str | None = None) -> dict[str, str]:
+    """``{relative path without suffix: path}`` of the images under ``folder``.
+
+    Images are listed once per real file (``group`` is their split); masks (``group=None``)
+    under every name, since each name pairs with an image.
+    """
     if not folder.is_dir():
         raise FileNotFoundError(
             f"data.root: {folder} is missing; expected {folder.parent}/images and "
             f"{folder.parent}/masks (matched by file name)."
         )
     found: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(f for f in filenames if is_image_file(f)):
-            path = os.path.join(dirpath, filename)
-            name = os.path.splitext(os.path.relpath(path, folder))[0]
-            if name in found:
-                raise ValueError(f"data.root: {found[name]} and {path} have the same name")
-            found[name] = path
+    for path in scan.files(folder, group):
+        name = os.path.splitext(os.path.relpath(path, folder))[0]
+        if name in found:
+            raise ValueError(f"data.root: {found[name]} and {path} have the same name")
+        found[name] = path
     return found
 
 
-def read_class_names(root: Path, train_pairs: Sequence[Pair], skip_bad: bool = False) -> list[str]:
+def read_class_names(
+    root: Path, train_pairs: Sequence[Pair], skip_bad: bool = False, allow_lossy: bool = False
+) -> list[str]:
     """Class names from ``root/classes.txt``, else ``"0" .. str(max)`` over the train masks.
 
     Args:
         root: the dataset folder.
         train_pairs: the training pairs, whose masks are read when there is no ``classes.txt``.
         skip_bad: pass over undecodable masks (the dataset skips them later) instead of raising.
+        allow_lossy: read masks stored in a lossy format (``data.lossy_masks=allow``).
     """
     listing = root / "classes.txt"
     if listing.is_file():
@@ -414,7 +381,7 @@ def read_class_names(root: Path, train_pairs: Sequence[Pair], skip_bad: bool = F
         if mask_path is None:
             continue
         try:
-            values = read_mask(mask_path)
+            values = read_mask(mask_path, allow_lossy)
         except BadMaskError:
             if skip_bad:
                 continue

@@ -29,7 +29,7 @@ import torch
 
 from cvtasks.data.annotations import AnnotationError
 from cvtasks.data.image_folder import ImageFolderDataset
-from cvtasks.data.images import load_or_skip
+from cvtasks.data.images import load_or_skip, orientation_note
 
 # Transforms that mirror the image, so that a person's left point becomes the right one; D4's
 # reflections by group element name (albumentations 2.0.8).
@@ -247,6 +247,7 @@ class KeypointDataset(ImageFolderDataset):
             raise ValueError(
                 f"{sample.path}: the image is {width}x{height} but its COCO entry (image_id "
                 f"{sample.image_id}) says 'width' x 'height' = {sample.size[0]}x{sample.size[1]}"
+                + orientation_note(sample.path)
             )
         points, box = sample.keypoints, sample_box(sample)
         x0 = y0 = 0

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cvtasks.data.datamodule import check_choice
-from cvtasks.data.images import is_image_file
+from cvtasks.data.images import file_problem, is_image_file
 
 ON_PROBLEM = ("error", "skip")
 Pair = tuple[str, str, int]  # (image a, image b, same)
@@ -93,6 +93,7 @@ def resolve_pairs(
     image_dir: str | os.PathLike[str],
     source: str,
     on_missing_file: str = "error",
+    identities: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[Pair], int]:
     """Image paths of each entry, found as ``image_dir/name/name_0001.<any image suffix>``.
 
@@ -101,12 +102,18 @@ def resolve_pairs(
         image_dir: the folder holding the identity folders.
         source: where the entries come from, for messages (the pairs file).
         on_missing_file: ``"error"`` raises on a pair naming a missing image; ``"skip"`` drops it.
+        identities: ``{name: image paths}`` already listed (by
+            :func:`~cvtasks.data.identity_folders.scan_identities`, whose rules for links and
+            special files then hold); by default each named folder is listed here, regular
+            files only.
 
     Returns:
         ``([(path_a, path_b, same), ...], number of pairs dropped)``.
 
     Raises:
         FileNotFoundError: a missing image under ``on_missing_file=error``, naming the file.
+        ValueError: two files are the same image of a person (``ann_0001.jpg`` and
+            ``ann_0001.png``), naming both.
     """
     check_choice("data.on_missing_file", on_missing_file, ON_PROBLEM)
     image_dir = Path(image_dir)
@@ -114,9 +121,7 @@ def resolve_pairs(
 
     def find(name: str, index: int) -> str | None:
         if name not in listing:
-            folder = image_dir / name
-            files = folder.iterdir() if folder.is_dir() else ()
-            listing[name] = {p.stem: str(p) for p in files if is_image_file(p)}
+            listing[name] = _by_stem(name, image_dir, identities)
         return listing[name].get(image_name(name, index))
 
     pairs: list[Pair] = []
@@ -136,6 +141,29 @@ def resolve_pairs(
             "Fix the pairs file, or set data.on_missing_file=skip to drop such pairs."
         )
     return pairs, skipped
+
+
+def _by_stem(
+    name: str, image_dir: Path, identities: Mapping[str, Sequence[str]] | None
+) -> dict[str, str]:
+    """``{file stem: path}`` of a person's images; two files with one stem are an error."""
+    if identities is not None:
+        paths = list(identities.get(name, ()))
+    else:
+        folder = image_dir / name
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        # only regular files: a FIFO named like an image would block its reader forever
+        paths = [str(p) for p in files if is_image_file(p) and file_problem(p) is None]
+    found: dict[str, str] = {}
+    for path in paths:
+        stem = Path(path).stem
+        if stem in found:
+            raise ValueError(
+                f"{found[stem]} and {path} are both image {stem!r} of {name!r}, so a pair "
+                "naming it is ambiguous; keep one of them"
+            )
+        found[stem] = path
+    return found
 
 
 def draw_pairs(

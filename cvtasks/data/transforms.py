@@ -42,7 +42,9 @@ def build_pipeline(
 
     Train: the augmentations in order, then ``Resize``, ``Normalize``, ``ToTensorV2``.
     Eval (``train=False``): ``Resize``, ``Normalize``, ``ToTensorV2`` — ``augment`` is ignored,
-    but still checked so that a typo fails however the run starts.
+    but still checked so that a typo fails however the run starts. A transform that needs an
+    output ``size`` and is given none (``RandomResizedCrop``, ``RandomSizedCrop``) gets
+    ``image_size``, so a crop follows the size the data is read at.
 
     Args:
         augment: transform specs, e.g. ``[{"name": "Affine", "scale": [0.9, 1.1], "p": 0.5}]``.
@@ -72,7 +74,8 @@ def build_pipeline(
             f"got {augment!r}"
         )
     augmentations = [
-        _build_one(spec, f"data.augment[{i}]") for i, spec in enumerate(_plain(augment or []))
+        _build_one(spec, f"data.augment[{i}]", (height, width))
+        for i, spec in enumerate(_plain(augment or []))
     ]
     tail = [
         A.Resize(height=height, width=width),
@@ -84,7 +87,7 @@ def build_pipeline(
     return A.Compose([*(augmentations if train else []), *tail], **compose_kwargs)
 
 
-def _build_one(spec: Any, key: str) -> A.BasicTransform | A.BaseCompose:
+def _build_one(spec: Any, key: str, size: tuple[int, int]) -> A.BasicTransform | A.BaseCompose:
     if not isinstance(spec, dict) or "name" not in spec:
         raise ValueError(
             f"{key} must be a mapping with a 'name' key, e.g. {{name: HorizontalFlip, p: 0.5}}; "
@@ -106,9 +109,12 @@ def _build_one(spec: Any, key: str) -> A.BasicTransform | A.BaseCompose:
             "python -c 'from cvtasks.data.transforms import transform_names as t; print(*t())'"
         )
     _check_keywords(cls, kwargs, key)
+    if "size" not in kwargs and _needs_size(cls):
+        kwargs["size"] = size
     if issubclass(cls, A.BaseCompose) and isinstance(kwargs.get("transforms"), list):
         kwargs["transforms"] = [
-            _build_one(sub, f"{key}.transforms[{j}]") for j, sub in enumerate(kwargs["transforms"])
+            _build_one(sub, f"{key}.transforms[{j}]", size)
+            for j, sub in enumerate(kwargs["transforms"])
         ]
     # Without strict=True albumentations only warns on a bad value and silently falls back to the
     # defaults for every argument.
@@ -133,6 +139,12 @@ def _check_keywords(cls: type, kwargs: dict[str, Any], key: str) -> None:
                 f"{key}: {cls.__name__} takes no argument {kw!r}.{hint} "
                 f"It takes: {', '.join(accepted)}."
             )
+
+
+def _needs_size(cls: type) -> bool:
+    # a required `size`: the (height, width) that a resizing crop outputs
+    param = inspect.signature(cls).parameters.get("size")
+    return param is not None and param.default is inspect.Parameter.empty
 
 
 def _validates_strictly(cls: type) -> bool:

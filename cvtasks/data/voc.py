@@ -24,6 +24,7 @@ from typing import Any
 from cvtasks.data.annotations import ON_BAD_ANNOTATION, AnnotationError, AnnotationIssues
 from cvtasks.data.boxes import Box, BoxDataModule, BoxSample, Splits, pick_box
 from cvtasks.data.datamodule import check_choice
+from cvtasks.data.images import file_problem
 from cvtasks.registry import DATASETS
 
 TOLERANCE = 1.0  # pixels a box may pass an edge by (rounding in exported files); clipped
@@ -60,6 +61,8 @@ def parse_voc(xml_path: str | os.PathLike[str]) -> VocFile:
             XML, a missing field, a box with no area or outside the image.
     """
     where = os.fspath(xml_path)
+    if problem := file_problem(xml_path):  # a FIFO would block the parser forever
+        raise AnnotationError(f"{where}: {problem}")
     try:
         root = ET.parse(xml_path).getroot()
     except (ET.ParseError, OSError) as err:
@@ -145,7 +148,23 @@ class VocBoxesDataModule(BoxDataModule):
             ids = {"train": sorted(p.stem for p in self.annotations_dir.glob("*.xml"))}
             if not ids["train"]:
                 raise FileNotFoundError(f"data.root: no .xml files in {self.annotations_dir}")
+        self._check_lists_disjoint(ids)
         return ids
+
+    def _check_lists_disjoint(self, ids: Mapping[str, Sequence[str]]) -> None:
+        """Different lists sharing an id (``trainval`` and ``val``) would leak it; one list
+        given for two splits is the config's choice."""
+        lists = sorted({(name, split) for split, name in self.split_lists.items() if split in ids})
+        for i, (name_a, split_a) in enumerate(lists):
+            for name_b, split_b in lists[i + 1 :]:
+                shared = sorted(set(ids[split_a]) & set(ids[split_b])) if name_a != name_b else []
+                if shared:
+                    raise ValueError(
+                        f"data.splits: ImageSets/Main lists {name_a}.txt ({split_a}) and "
+                        f"{name_b}.txt ({split_b}) share {len(shared)} id(s), e.g. {shared[0]}; "
+                        "an image in two splits leaks into evaluation: use disjoint lists "
+                        "(e.g. train: train, val: val)"
+                    )
 
     def read_splits(self) -> tuple[list[str], Splits]:
         """Parse every listed file, then label and check them (see the class docstring)."""
@@ -184,8 +203,8 @@ class VocBoxesDataModule(BoxDataModule):
         issues: AnnotationIssues,
     ) -> BoxSample | None:
         image = self.images_dir / filename
-        if not image.is_file():
-            issues.report(f"{xml_path}: filename: {filename!r} does not exist ({image})")
+        if problem := file_problem(image):
+            issues.report(f"{xml_path}: filename: {filename!r} {problem} ({image})")
             return None
         unknown = [name for name, _ in objects if name not in labels]
         if unknown:
@@ -200,4 +219,4 @@ class VocBoxesDataModule(BoxDataModule):
                 "(data.multiple_objects=largest keeps the largest)"
             )
             return None
-        return BoxSample(os.fspath(image), picked[0], picked[1], size)
+        return BoxSample(os.fspath(image), picked[0], picked[1], size, xml_path)

@@ -16,11 +16,14 @@ carved, seeded, out of ``train`` (``val_fraction``; with 0 the ``val`` list serv
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.data.image_masks import Pair, SegmentationDataModule, first_few
+from cvtasks.data.images import file_problem
+from cvtasks.data.scan import DuplicateFileError, refuse_shared_files
 from cvtasks.registry import DATASETS
 
 VOC_CLASSES = (
@@ -73,28 +76,36 @@ def read_voc_list(voc_root: Path, split: str, skip_missing: bool = False) -> lis
     Args:
         voc_root: the folder holding ``JPEGImages``.
         split: ``train``, ``val``, ``trainval``.
-        skip_missing: keep pairs whose files are missing (the dataset skips and counts them)
-            instead of raising.
+        skip_missing: keep pairs whose files are missing or not regular files (the dataset
+            skips and counts them) instead of raising.
 
     Raises:
         FileNotFoundError: the list is missing, or (unless ``skip_missing``) names ids whose
-            image or mask is missing; the message names the files.
+            image or mask is missing or not a regular file; the message names the files.
+        DuplicateFileError: the list names an id twice.
     """
     listing = voc_root.joinpath(*LIST_DIR, f"{split}.txt")
-    if not listing.is_file():
-        raise FileNotFoundError(f"data.root: the split list {listing} is missing")
+    if problem := file_problem(listing):
+        raise FileNotFoundError(f"data.root: the split list {listing} {problem}")
     ids = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    twice = sorted(name for name, count in Counter(ids).items() if count > 1)
+    if twice:
+        raise DuplicateFileError(
+            f"data.root: {listing} names {len(twice)} id(s) more than once ({first_few(twice)}), "
+            "so an image would count twice; keep one line per id"
+        )
     pairs = []
-    missing = []
+    problems = []
     for name in ids:
         image = voc_root / "JPEGImages" / f"{name}.jpg"
         mask = voc_root / "SegmentationClass" / f"{name}.png"
-        missing += [os.fspath(p) for p in (image, mask) if not p.is_file()]
-        pairs.append((os.fspath(image), os.fspath(mask) if mask.is_file() else None))
-    if missing and not skip_missing:
+        found = {p: file_problem(p) for p in (image, mask)}
+        problems += [f"{p} ({why})" for p, why in found.items() if why]
+        pairs.append((os.fspath(image), None if found[mask] else os.fspath(mask)))
+    if problems and not skip_missing:
         raise FileNotFoundError(
-            f"data.root: {len(missing)} file(s) listed in {listing} are missing: "
-            f"{first_few(missing)}. Set data.on_bad_image=skip to skip (and count) them."
+            f"data.root: {len(problems)} file(s) listed in {listing} are missing or not regular "
+            f"files: {first_few(problems)}. Set data.on_bad_image=skip to skip (and count) them."
         )
     return pairs
 
@@ -133,6 +144,13 @@ class VOCSegmentationDataModule(SegmentationDataModule):
         skip = self.on_bad_image == "skip"
         train = read_voc_list(voc_root, "train", skip)
         test = read_voc_list(voc_root, "val", skip)
+        # val.txt is the test split: an image also in train.txt (or a link to one) would leak
+        lists = voc_root.joinpath(*LIST_DIR)
+        refuse_shared_files(
+            [(image, "train.txt") for image, _ in train]
+            + [(image, "val.txt") for image, _ in test],
+            f"data.root: {lists}",
+        )
         if self.val_fraction > 0:
             carved = stratified_split({"all": train}, {"val": self.val_fraction}, self.split_seed)
             splits = {"train": carved["train"]["all"], "val": carved["val"]["all"], "test": test}

@@ -94,8 +94,8 @@ def localization_loss(
     # Masks instead of boolean indexing, whose output size is data-dependent and would make the
     # host wait for the device in every step. Rows of *nothing* get a harmless stand-in target
     # (the whole image) so their masked-out loss and its zero gradient stay finite.
-    stand_in = pred_box.new_full(target_box.shape, 0.5)  # filled on the device: no copy
-    stand_in[:, 2:] = 1.0
+    half = pred_box.new_full((target_box.shape[0], 2), 0.5)  # filled on the device: no copy
+    stand_in = torch.cat([half, torch.ones_like(half)], dim=1)
     target = torch.where(has_object[:, None], target_box.to(pred_box.dtype), stand_in)
     per_box = box_regression_loss(pred_box.float(), target.float(), box_loss, smooth_l1_beta)
     count = has_object.sum()

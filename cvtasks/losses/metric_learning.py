@@ -12,6 +12,10 @@ curated dataset" of triplets (l.6682); here they are mined in each batch, batch-
 al., 2017: per anchor the farthest positive and the nearest negative) or semi-hard (FaceNet,
 Schroff et al., 2015: per positive pair the nearest negative that is still farther than the
 positive).
+
+Mining selects by masks over the distance matrix (masked minima and maxima), never by boolean
+indexing or ``nonzero``: the number of triplets is data-dependent, and reading it would make the
+host wait for the GPU in every training step.
 """
 
 from __future__ import annotations
@@ -81,6 +85,15 @@ def cross_distance(
     return torch.cdist(q, g)
 
 
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` holds; 0 (still in the graph) where it holds nowhere.
+
+    A mask, not boolean indexing: the size of ``values[mask]`` depends on the values, and on a
+    GPU the host would wait for the device to learn it in every training step.
+    """
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)
+
+
 def _masks(identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(positive, negative)`` boolean ``[B, B]`` masks; a sample is not its own positive."""
     same = identity[:, None] == identity[None, :]
@@ -125,12 +138,10 @@ def batch_hard_triplet_loss(
     """
     dist = pairwise_distances(embeddings, squared=squared)
     pos, neg = _masks(identity)
-    hardest_pos = torch.where(pos, dist, torch.zeros_like(dist)).amax(dim=1)
-    hardest_neg = torch.where(neg, dist, torch.full_like(dist, float("inf"))).amin(dim=1)
+    hardest_pos = torch.where(pos, dist, 0.0).amax(dim=1)
+    hardest_neg = torch.where(neg, dist, float("inf")).amin(dim=1)
     valid = pos.any(dim=1) & neg.any(dim=1)
-    if not valid.any():
-        return embeddings.sum() * 0.0  # keeps the graph: a batch of one identity trains nothing
-    return F.relu(hardest_pos[valid] - hardest_neg[valid] + margin).mean()
+    return _masked_mean(F.relu(hardest_pos - hardest_neg + margin), valid)
 
 
 def semi_hard_triplet_loss(
@@ -151,23 +162,19 @@ def semi_hard_triplet_loss(
 
     Returns:
         The mean loss over all positive pairs whose anchor has a negative (0 when none).
+
+    Every pair is compared with every negative at once, a ``[B, B, B]`` mask: 2 M entries for a
+    batch of 128.
     """
-    dist = pairwise_distances(embeddings, squared=squared)
+    dist = pairwise_distances(embeddings, squared=squared)  # d_as at [a, s], d_an at [a, n]
     pos, neg = _masks(identity)
-    a_idx, s_idx = pos.nonzero(as_tuple=True)
-    keep = neg[a_idx].any(dim=1)
-    a_idx, s_idx = a_idx[keep], s_idx[keep]
-    if len(a_idx) == 0:
-        return embeddings.sum() * 0.0
-    d_as = dist[a_idx, s_idx]  # [N]
-    d_an = dist[a_idx]  # [N, B]
-    negatives = neg[a_idx]
-    farther = negatives & (d_an > d_as[:, None])
-    inf = torch.full_like(d_an, float("inf"))
-    nearest_farther = torch.where(farther, d_an, inf).amin(dim=1)
-    farthest = torch.where(negatives, d_an, -inf).amax(dim=1)
-    d_neg = torch.where(farther.any(dim=1), nearest_farther, farthest)
-    return F.relu(d_as - d_neg + margin).mean()
+    pairs = pos & neg.any(dim=1, keepdim=True)  # positive pairs whose anchor has a negative
+    # [a, s, n]: n is a negative of a that is farther from a than s is
+    farther = neg[:, None, :] & (dist[:, None, :] > dist[:, :, None])
+    nearest_farther = torch.where(farther, dist[:, None, :], float("inf")).amin(dim=2)
+    farthest = torch.where(neg, dist, float("-inf")).amax(dim=1, keepdim=True)
+    d_neg = torch.where(farther.any(dim=2), nearest_farther, farthest)
+    return _masked_mean(F.relu(dist - d_neg + margin), pairs)
 
 
 def contrastive_loss(
@@ -187,12 +194,9 @@ def contrastive_loss(
         ``mean_same(d^2) + mean_different(relu(margin - d)^2)`` (a missing class adds 0).
     """
     same = same.bool()
-    total = distance.sum() * 0.0
-    if same.any():
-        total = total + distance[same].pow(2).mean()
-    if (~same).any():
-        total = total + F.relu(margin - distance[~same]).pow(2).mean()
-    return total
+    pull = _masked_mean(distance.pow(2), same)
+    push = _masked_mean(F.relu(margin - distance).pow(2), ~same)
+    return pull + push
 
 
 def balanced_bce(logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
@@ -208,8 +212,9 @@ def balanced_bce(logits: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
     target = same.float()
     n_same = target.sum()
     n_diff = len(target) - n_same
-    pos_weight = (n_diff / n_same) if n_same > 0 and n_diff > 0 else torch.ones_like(n_same)
-    weights = torch.where(same.bool(), pos_weight, torch.ones_like(target))
+    both = (n_same > 0) & (n_diff > 0)
+    pos_weight = torch.where(both, n_diff / n_same.clamp(min=1.0), 1.0)
+    weights = torch.where(same.bool(), pos_weight, 1.0)
     losses = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
     return (weights * losses).sum() / weights.sum()
 

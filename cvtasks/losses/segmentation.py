@@ -48,10 +48,12 @@ def dice_loss(
     num_classes = logits.shape[1]
     probs = logits.float().softmax(dim=1)
     valid = target != ignore_index
-    onehot = F.one_hot(torch.where(valid, target, 0), num_classes).permute(0, 3, 1, 2)
-    keep = valid[:, None].to(probs.dtype)
-    onehot = onehot.to(probs.dtype) * keep
-    probs = probs * keep
+    # One-hot by comparison with the class indices: F.one_hot reads the targets' range back to
+    # the host on some devices, to check it.
+    classes = torch.arange(num_classes, device=target.device)[None, :, None, None]
+    keep = valid[:, None]
+    onehot = ((target[:, None] == classes) & keep).to(probs.dtype)
+    probs = probs * keep.to(probs.dtype)
     dims = (0, 2, 3)
     intersection = (probs * onehot).sum(dims)
     cardinality = probs.sum(dims) + onehot.sum(dims)

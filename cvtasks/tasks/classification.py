@@ -15,7 +15,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from cvtasks.metrics import ConfusionScore
+from cvtasks.metrics import ConfusionScore, TopKAccuracy
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
 
@@ -84,9 +84,12 @@ class ClassificationTask(TaskModule):
         return MetricCollection(metrics)
 
     def make_train_metrics(self) -> MetricCollection:
-        """As :meth:`make_metrics`, with macro F1 counted without waiting for the device."""
+        """As :meth:`make_metrics`, with macro F1 and top-5 accuracy counted by updates that
+        never wait for the device."""
         metrics = dict(self.make_metrics().items(keep_base=True))
         metrics["f1_macro"] = ConfusionScore(self.num_classes, "f1")
+        if "acc_top5" in metrics:
+            metrics["acc_top5"] = TopKAccuracy(k=5)
         return MetricCollection(metrics)
 
     def compute_loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

@@ -111,10 +111,12 @@ class LandmarksTask(TaskModule):
         """``(width, height)`` of the network input, to turn normalized points into its pixels."""
         image = batch["image"]
         height, width = image.shape[-2:]
-        # filled on the device: a tensor from a Python list is a blocking host-to-device copy
-        scale = image.new_full((2,), float(width), dtype=torch.float32)
-        scale[1] = float(height)
-        return scale
+        # Filled on the device. A tensor made from Python numbers (torch.tensor, new_tensor, or
+        # scale[1] = height) is a blocking host-to-device copy in every step.
+        width_t, height_t = (
+            image.new_full((1,), float(n), dtype=torch.float32) for n in (width, height)
+        )
+        return torch.cat([width_t, height_t])
 
     @staticmethod
     def _original_scale(batch: Mapping[str, Any]) -> torch.Tensor:

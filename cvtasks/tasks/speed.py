@@ -46,10 +46,19 @@ def resolve(value: bool | str, device: torch.device) -> bool | str:
 
 
 def enable_cuda_fast_math() -> None:
-    """TF32 tensor cores for float32 matmuls and convolutions (10-bit mantissa, fp32 range)."""
+    """TF32 tensor cores for float32 matmuls (10-bit mantissa, fp32 range); cuDNN convolutions
+    use TF32 by default already.
+
+    One switch, of the flag API that Lightning and inductor read
+    (``torch.get_float32_matmul_precision``, ``torch.backends.cuda.matmul.allow_tf32``); it also
+    sets the newer per-backend state (``torch.backends.cuda.matmul.fp32_precision``), so both
+    APIs agree. Setting only the newer API would leave the older one at "highest", and torch 2.9+
+    raises on the next read of the older one (Lightning reads it when a Trainer starts) as a mix
+    of the two. Unlike ``torch.set_float32_matmul_precision`` and
+    ``torch.backends.cudnn.allow_tf32``, this setter has no deprecation warning in the torch
+    versions that warn about the older API, and torch 2.14 warns about none of them.
+    """
     torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.set_float32_matmul_precision("high")
 
 
 def add_fused(optimizer_cfg: dict[str, Any], optimizer_class: type, device: torch.device) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from PIL import Image
 
 from cvtasks.cli.features import features
 from cvtasks.config import CONFIG_DIR, setup_hydra
+from tests.conftest import cvtasks_in_process
 
 
 @pytest.fixture
@@ -80,22 +79,14 @@ def test_checkpoint_defaults_to_the_last_stage_and_top_channels(tiny_checkpoint,
 
 
 def test_command_line_and_errors(images, tmp_path):
-    base = [sys.executable, "-m", "cvtasks", "features", f"image={images / '0.png'}"]
-    ok = subprocess.run(
-        [*base, "backbone=lenet5", "layer=c1", f"output={tmp_path / 'ok'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    def features_command(*args):
+        return cvtasks_in_process("features", f"image={images / '0.png'}", *args, cwd=tmp_path)
+
+    ok = features_command("backbone=lenet5", "layer=c1", f"output={tmp_path / 'ok'}")
     assert ok.returncode == 0, ok.stderr[-3000:]
     assert "layer c1: 6 channels of 28x28" in ok.stdout
     assert (tmp_path / "ok" / "activations.png").is_file()
-    bad = subprocess.run(
-        [*base, "backbone=lenet5", "layer=c9", f"output={tmp_path / 'bad'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad = features_command("backbone=lenet5", "layer=c9", f"output={tmp_path / 'bad'}")
     assert bad.returncode == 2 and "no layer 'c9'" in bad.stderr and "c1" in bad.stderr
-    neither = subprocess.run([*base], capture_output=True, text=True, timeout=120)
+    neither = features_command()
     assert neither.returncode == 2 and "backbone=NAME" in neither.stderr

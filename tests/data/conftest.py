@@ -5,7 +5,10 @@ The data cache is pointed at a temporary folder by ``tests/conftest.py`` for eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +43,32 @@ def make_folder() -> Callable[..., Path]:
         return root
 
     return make
+
+
+@contextmanager
+def deadline(seconds: float = 5.0) -> Iterator[None]:
+    """Fail the block with ``TimeoutError`` instead of hanging when it runs past ``seconds``.
+
+    A blocking ``open()`` of a FIFO is interrupted by the alarm signal, so a reader that opens
+    a FIFO fails the test rather than stopping the suite. POSIX only (as FIFOs are).
+    """
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s (blocked, e.g. opening a FIFO)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def make_fifo(path: Path) -> Path:
+    """A named pipe at ``path`` (skips the test where the system has none)."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs need a POSIX system")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path

@@ -14,7 +14,9 @@ from cvtasks.data.annotations import AnnotationError, AnnotationWarning
 from cvtasks.data.coco_format import load_coco
 from cvtasks.data.datamodule import DropBadSamples
 from cvtasks.data.images import BadImageError
+from cvtasks.data.scan import DuplicateFileError
 from cvtasks.registry import DATASETS
+from tests.data.conftest import deadline, make_fifo
 
 CATEGORIES = [{"id": 7, "name": "cat"}, {"id": 3, "name": "dog"}]  # labels: dog 1, cat 2
 
@@ -259,3 +261,52 @@ def test_bad_policies_are_rejected(tmp_path):
         build(tmp_path, "ann.json", multiple_objects="first")
     with pytest.raises(ValueError, match=r"data\.on_bad_annotation"):
         build(tmp_path, "ann.json", on_bad_annotation="ignore")
+
+
+def test_a_fifo_named_by_file_name_is_reported_not_opened(tmp_path):
+    write_coco(tmp_path, [[(3, [1, 1, 4, 4])], [(7, [2, 2, 5, 5])]])
+    (tmp_path / "img1.png").unlink()
+    make_fifo(tmp_path / "img1.png")
+    fifo = r"images\[1\]\.file_name: 'img1\.png' is a FIFO"
+    with deadline(), pytest.raises(AnnotationError, match=fifo):
+        build(tmp_path, "ann.json", val_fraction=0, test_fraction=0)
+
+
+def test_two_image_entries_naming_one_file_are_an_error(tmp_path):
+    write_coco(tmp_path, [[(3, [1, 1, 4, 4])], [(7, [2, 2, 5, 5])], []])
+    (tmp_path / "img1.png").unlink()
+    (tmp_path / "img1.png").symlink_to(tmp_path / "img0.png")  # one picture, two labels
+    with pytest.raises(DuplicateFileError) as info:
+        build(tmp_path, "ann.json", val_fraction=0, test_fraction=0)
+    assert "ann.json: images[0])" in str(info.value) and "ann.json: images[1])" in str(info.value)
+
+
+def test_another_file_sharing_train_images_is_an_error(tmp_path):
+    write_coco(tmp_path, [[(3, [1, 1, 4, 4])], []])
+    write_coco(tmp_path, [[(3, [1, 1, 4, 4])]], name="val.json")  # img0.png again
+    with pytest.raises(DuplicateFileError, match=r"img0\.png is named by .*ann\.json: images\[0\]"):
+        build(tmp_path, {"train": "ann.json", "val": "val.json"}, test_fraction=0)
+
+
+def test_an_exif_turned_image_explains_its_size_mismatch(tmp_path):
+    write_coco(tmp_path, [[(3, [1, 1, 4, 4])]])  # declared 40x30
+    exif = Image.Exif()
+    exif[274] = 8
+    Image.new("RGB", (40, 30)).save(tmp_path / "img0.png", exif=exif)  # reads as 30x40
+    module = build(tmp_path, "ann.json", val_fraction=0, test_fraction=0)
+    with pytest.raises(BadImageError, match=r"30x40 but its annotation says 40x30; its EXIF"):
+        module.train_dataset[0]
+
+
+def test_an_omitted_size_is_read_in_the_displayed_frame(tmp_path):
+    path = write_coco(tmp_path, [[(3, [1, 1, 4, 4])]])
+    data = json.loads(path.read_text())
+    del data["images"][0]["width"], data["images"][0]["height"]
+    path.write_text(json.dumps(data))
+    exif = Image.Exif()
+    exif[274] = 6
+    Image.new("RGB", (40, 30)).save(tmp_path / "img0.jpg", exif=exif)
+    path.write_text(path.read_text().replace("img0.png", "img0.jpg"))
+    module = build(tmp_path, "ann.json", val_fraction=0, test_fraction=0)
+    assert module.splits["train"][0].size == (40, 30)  # (height, width) as read_image turns it
+    assert module.train_dataset[0]["orig_size"].tolist() == [40, 30]

@@ -8,15 +8,17 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from cvtasks.config import CONFIG_DIR
 from cvtasks.data.coco_keypoints import CocoKeypointsDataModule, read_coco_keypoints
+from cvtasks.data.images import BadImageError
 from cvtasks.data.keypoint_dataset import (
     AnnotationError,
     KeypointTransform,
     keypoint_compose_kwargs,
 )
+from cvtasks.data.scan import DuplicateFileError
 from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
+from tests.data.conftest import deadline, make_fifo
 
 NAMES = ["left_eye", "right_eye", "nose"]
 
@@ -258,8 +260,9 @@ def test_root_must_be_set():
         DATASETS.build("coco_keypoints", train={"annotations": "a.json", "images": "."})
 
 
-def test_shipped_config_builds(tmp_path):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "data" / "coco_keypoints.yaml"))
+def test_shipped_config_builds(tmp_path, compose_train):
+    composed = compose_train("task=landmarks", "data=coco_keypoints", "data.root=.")
+    cfg = OmegaConf.to_container(composed.data, resolve=True)
     assert cfg.pop("name") == "coco_keypoints"
     write_coco(tmp_path, images=10)
     split = {"annotations": "ann.json", "images": "img"}
@@ -267,4 +270,34 @@ def test_shipped_config_builds(tmp_path):
     data = DATASETS.build("coco_keypoints", **cfg)
     data.setup("fit")
     assert len(data.test_dataset) == 1  # test: null carves 10 % of train's images out
-    assert next(iter(data.train_dataloader()))["image"].shape[1:] == (3, 256, 256)
+    # the landmarks backbone's input size (timm/resnet18: 224)
+    assert next(iter(data.train_dataloader()))["image"].shape[1:] == (3, 224, 224)
+
+
+def test_a_fifo_named_by_an_image_entry_fails_instead_of_blocking(tmp_path):
+    data = datamodule(tmp_path)
+    (tmp_path / "img" / "1.png").unlink()
+    make_fifo(tmp_path / "img" / "1.png")
+    data.setup("fit")
+    with deadline(), pytest.raises(BadImageError, match=r"1\.png: it is a FIFO"):
+        data.val_dataset[1]
+
+
+def test_two_image_entries_naming_one_file_are_an_error(tmp_path):
+    write_coco(tmp_path)
+    (tmp_path / "img" / "2.png").unlink()
+    (tmp_path / "img" / "2.png").symlink_to(tmp_path / "img" / "0.png")
+    split = {"annotations": "ann.json", "images": "img"}
+    data = DATASETS.build("coco_keypoints", root=tmp_path, train=split, val=split, test=split)
+    with pytest.raises(DuplicateFileError, match=r"0\.png \(.*ann\.json image_id 0\) and .*2\.png"):
+        data.setup("fit")
+
+
+def test_an_exif_turned_image_explains_its_size_mismatch(tmp_path):
+    data = datamodule(tmp_path)  # images declared 40x30
+    exif = Image.Exif()
+    exif[274] = 6
+    Image.new("RGB", (40, 30)).save(tmp_path / "img" / "0.png", exif=exif)  # reads as 30x40
+    data.setup("fit")
+    with pytest.raises(ValueError, match=r"0\.png: the image is 30x40 .* 40x30; its EXIF orien"):
+        data.val_dataset[0]

@@ -15,8 +15,9 @@ from cvtasks.data.pairs import (
     resolve_pairs,
     write_pairs_file,
 )
+from cvtasks.data.scan import DataScanWarning, DuplicateFileError
 from cvtasks.registry import DATASETS
-from tests.data.conftest import write_png
+from tests.data.conftest import deadline, make_fifo, write_png
 
 LFW_SAMPLE = """2\t1
 Abel_Pacheco\t1\t4
@@ -250,3 +251,49 @@ def test_draw_pairs_stops_when_every_distinct_pair_is_drawn():
     # 2 people x 2 images: 2 same pairs and 4 different ones exist, however many are asked for
     entries = draw_pairs({"a": 2, "b": 2}, 1000, seed=0)
     assert sorted(e.same for e in entries) == [0, 0, 0, 0, 1, 1]
+
+
+def test_an_identity_folder_linking_to_another_is_an_error(tmp_path):
+    make_identities(tmp_path, {"ann": 2, "bob": 3})
+    (tmp_path / "robert").symlink_to(tmp_path / "bob")
+    with pytest.raises(DuplicateFileError, match=r"identity folders .*bob and .*robert are the"):
+        scan_identities(tmp_path)
+
+
+def test_one_image_in_two_identity_folders_is_an_error(tmp_path):
+    make_identities(tmp_path, {"ann": 2, "bob": 3})
+    (tmp_path / "ann" / "ann_0003.png").symlink_to(tmp_path / "bob" / "bob_0001.png")
+    both = r"ann_0003\.png \(ann\) and .*bob_0001\.png \(bob\) are the same file"
+    with pytest.raises(DuplicateFileError, match=both):
+        scan_identities(tmp_path)
+
+
+def test_fifos_links_out_of_the_root_and_empty_files(tmp_path):
+    root = make_identities(tmp_path / "root", {"ann": 2, "bob": 3})
+    make_identities(tmp_path / "other", {"cy": 2})
+    (root / "cy").symlink_to(tmp_path / "other" / "cy")
+    make_fifo(root / "ann" / "ann_0009.png")
+    with deadline(), pytest.warns(DataScanWarning, match=r"leaving.*follow_links.*FIFO"):
+        found = scan_identities(root)
+    assert {n: len(p) for n, p in found.items()} == {"ann": 2, "bob": 3}
+    with deadline(), pytest.warns(DataScanWarning, match="special file"):
+        assert "cy" in scan_identities(root, follow_links=True)
+    (root / "bob" / "bob_0004.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.*bob_0004\.png"), pytest.warns(DataScanWarning):
+        scan_identities(root)
+
+
+def test_resolve_pairs_refuses_two_files_for_one_image_and_skips_fifos(tmp_path):
+    make_identities(tmp_path, {"ann": 2})
+    make_fifo(tmp_path / "ann" / "ann_0003.png")
+    entries = [PairEntry("ann", 1, "ann", 3, 1)]
+    with deadline(), pytest.raises(FileNotFoundError, match=r"ann_0003\.\* does not exist"):
+        resolve_pairs(entries, tmp_path, "pairs.txt")
+    write_png(tmp_path / "ann" / "ann_0001.jpg")
+    with pytest.raises(ValueError, match=r"ann_0001\.jpg and .*ann_0001\.png are both image"):
+        resolve_pairs([PairEntry("ann", 1, "ann", 2, 1)], tmp_path, "pairs.txt")
+
+
+def test_follow_links_is_checked_by_the_datamodule(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.follow_links must be one of False, True"):
+        DATASETS.build("identity_folders", root=tmp_path, follow_links="maybe")

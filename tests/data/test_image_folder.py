@@ -1,4 +1,5 @@
 import io
+import os
 import re
 import warnings
 from collections import Counter
@@ -12,7 +13,9 @@ from PIL import Image
 from cvtasks.data import BadImageError, ImageFolderDataModule, ImageFolderDataset
 from cvtasks.data.image_folder import scan_image_folder, stratified_split
 from cvtasks.data.images import BadImageWarning
+from cvtasks.data.scan import DataScanWarning, DuplicateFileError
 from cvtasks.data.transforms import build_pipeline
+from tests.data.conftest import deadline, make_fifo
 
 COUNTS = {"cat": 20, "dog": 10, "emu": 7}
 
@@ -258,3 +261,105 @@ def test_cache_gives_the_same_samples_and_protects_pixels(tmp_path: Path, make_f
 def test_dataset_validates_policy() -> None:
     with pytest.raises(ValueError, match=r"data\.on_bad_image"):
         ImageFolderDataset([], _eval_pipeline(), on_bad_image="warn")
+
+
+# -- links, special files and other things a folder can hold ---------------------------------
+def _all_samples(splits) -> list:
+    return [sample for split in splits.values() for sample in split]
+
+
+def test_a_link_to_a_parent_folder_lists_each_file_once(tmp_path: Path, make_folder) -> None:
+    make_folder(tmp_path, {"cat": 6, "dog": 4})
+    (tmp_path / "cat" / "up").symlink_to("..", target_is_directory=True)
+    with pytest.warns(DataScanWarning, match=r"1 link loop\(s\).*cat/up: a link back to"):
+        names, splits = scan_image_folder(tmp_path, val_fraction=0.2, test_fraction=0.2)
+    samples = _all_samples(splits)
+    assert len(samples) == 10 == len({p for p, _ in samples})  # no copy through the loop
+    assert all(Path(p).parent.name == names[label] for p, label in samples)  # none mislabelled
+
+
+def test_links_inside_root_are_followed_once(tmp_path: Path, make_folder, png) -> None:
+    make_folder(tmp_path / "train", {"cat": 2, "dog": 2})
+    png(tmp_path / "extra" / "e.png")  # outside train/ but inside the root
+    (tmp_path / "train" / "cat" / "more").symlink_to(tmp_path / "extra")
+    (tmp_path / "train" / "cat" / "again.png").symlink_to("000.png")
+    with pytest.warns(DataScanWarning, match=r"1 second path.*again\.png: the same file as"):
+        _, splits = scan_image_folder(tmp_path, val_fraction=0, test_fraction=0)
+    cats = sorted(Path(p).name for p, label in splits["train"] if label == 0)
+    assert cats == ["000.png", "001.png", "e.png"]
+
+
+def test_links_leaving_the_root_are_skipped_unless_asked(tmp_path: Path, make_folder) -> None:
+    root = make_folder(tmp_path / "data", {"cat": 2, "dog": 2})
+    make_folder(tmp_path / "elsewhere", {"more": 3})
+    (root / "cat" / "ext").symlink_to(tmp_path / "elsewhere" / "more")
+    with pytest.warns(DataScanWarning) as caught:
+        _, splits = scan_image_folder(root, val_fraction=0, test_fraction=0)
+    [warning] = [w for w in caught if w.category is DataScanWarning]
+    message = str(warning.message)
+    assert "1 symbolic link(s) leaving" in message and "cat/ext" in message
+    assert "data.follow_links=true" in message
+    assert len(splits["train"]) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataScanWarning)
+        _, splits = scan_image_folder(root, val_fraction=0, test_fraction=0, follow_links=True)
+    assert Counter(label for _, label in splits["train"]) == {0: 5, 1: 2}
+
+
+def test_a_file_in_two_class_folders_is_an_error_naming_both(tmp_path: Path, make_folder) -> None:
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    (tmp_path / "dog" / "shared.png").symlink_to(tmp_path / "cat" / "001.png")
+    with pytest.raises(DuplicateFileError) as info:
+        scan_image_folder(tmp_path)
+    message = str(info.value)
+    assert f"{tmp_path / 'cat' / '001.png'} (cat)" in message
+    assert f"{tmp_path / 'dog' / 'shared.png'} (dog)" in message and "same file" in message
+
+
+def test_a_hard_link_from_train_to_test_is_an_error(tmp_path: Path, make_folder) -> None:
+    make_folder(tmp_path / "train", {"a": 3})
+    (tmp_path / "test" / "a").mkdir(parents=True)
+    os.link(tmp_path / "train" / "a" / "000.png", tmp_path / "test" / "a" / "leak.png")
+    with pytest.raises(DuplicateFileError, match=r"\(train/a\) and .*leak\.png \(test/a\)"):
+        scan_image_folder(tmp_path)
+
+
+def test_a_class_folder_linking_to_another_is_an_error(tmp_path: Path, make_folder) -> None:
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    (tmp_path / "kitty").symlink_to(tmp_path / "cat")
+    with pytest.raises(DuplicateFileError, match=r"class folders .*cat and .*kitty are the same"):
+        scan_image_folder(tmp_path)
+
+
+def test_a_fifo_with_an_image_name_is_skipped_not_opened(tmp_path: Path, make_folder) -> None:
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    make_fifo(tmp_path / "cat" / "pipe.png")
+    with deadline(), pytest.warns(DataScanWarning, match=r"1 special file.*pipe\.png: a FIFO"):
+        module = ImageFolderDataModule(tmp_path, batch_size=8, image_size=8, val_fraction=0)
+        module.setup("fit")
+        batches = [*module.train_dataloader(), *module.test_dataloader()]
+    assert sum(len(b["label"]) for b in batches) == 6  # every image read, the FIFO never opened
+    assert not any(p.endswith("pipe.png") for p, _ in _all_samples(module.splits))
+
+
+def test_empty_image_files_are_named_or_skipped(tmp_path: Path, make_folder) -> None:
+    make_folder(tmp_path, {"cat": 3, "dog": 3})
+    (tmp_path / "dog" / "cut.png").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"1 image file\(s\) .*empty.*dog/cut\.png.*on_bad_image"):
+        scan_image_folder(tmp_path)
+    with pytest.warns(DataScanWarning, match=r"1 empty \(0-byte\) image file.*cut\.png"):
+        _, splits = scan_image_folder(tmp_path, on_empty="skip")
+    assert len(_all_samples(splits)) == 6
+
+
+def test_archive_and_nas_metadata_folders_are_not_data(tmp_path: Path, make_folder, png) -> None:
+    make_folder(tmp_path, {"cat": 2, "dog": 2})
+    png(tmp_path / "__MACOSX" / "cat" / "._000.png")
+    png(tmp_path / "cat" / "@eaDir" / "000.png" / "SYNOFILE_THUMB_XL.jpg")
+    names, splits = scan_image_folder(tmp_path, val_fraction=0, test_fraction=0)
+    assert names == ["cat", "dog"] and len(splits["train"]) == 4
+
+
+def test_follow_links_is_checked_by_the_datamodule(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"data\.follow_links must be one of False, True; got 'x'"):
+        ImageFolderDataModule(tmp_path, follow_links="x")

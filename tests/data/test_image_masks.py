@@ -14,7 +14,10 @@ from cvtasks.data.image_masks import (
     write_mask,
 )
 from cvtasks.data.images import BadImageWarning
+from cvtasks.data.mask_files import LossyMaskWarning
+from cvtasks.data.scan import DataScanWarning, DuplicateFileError
 from cvtasks.registry import DATASETS
+from tests.data.conftest import deadline, make_fifo
 
 
 def write_pair(folder, name, mask, image=None, suffix=".png"):
@@ -173,3 +176,95 @@ def test_all_skipped_batch_is_empty_with_the_right_shapes(tmp_path):
     out = next(iter(data._loader([None, None], "train", shuffle=False)))
     assert out["image"].shape == (0, 3, 6, 8) and out["mask"].shape == (0, 6, 8)
     assert out["orig_size"].shape == (0, 2) and out["skipped"].item() == 2
+
+
+# -- lossy masks, EXIF, links and special files --------------------------------------------------
+def edge_mask():
+    """Class 1 left, class 3 right: JPEG invents 2s and 4s along the edge."""
+    mask = np.ones((16, 16), dtype=np.uint8)
+    mask[:, 5:] = 3
+    return mask
+
+
+def write_jpeg_masks(root, count=4):
+    for i in range(count):
+        write_pair(root, f"{i}", edge_mask())
+        (root / "masks" / f"{i}.png").unlink()
+        Image.fromarray(edge_mask()).save(root / "masks" / f"{i}.jpg", quality=75)
+    (root / "classes.txt").write_text("a\nb\nc\nd\ne\n")
+
+
+def test_jpeg_masks_are_refused_in_one_line_naming_the_file_and_the_fix(tmp_path):
+    write_jpeg_masks(tmp_path)
+    with pytest.raises(ValueError) as info:
+        build(tmp_path)
+    message = str(info.value)
+    assert message.startswith("data.lossy_masks: 4 mask(s) are stored in a lossy format")
+    assert str(tmp_path / "masks" / "0.jpg") in message and "(JPEG)" in message
+    assert "save masks as PNG" in message and "data.lossy_masks=allow" in message
+    assert "\n" not in message
+
+
+def test_lossy_masks_allow_reads_them_with_a_warning(tmp_path):
+    write_jpeg_masks(tmp_path)
+    with pytest.warns(LossyMaskWarning, match=r"4 mask\(s\) .*lossy.*data\.lossy_masks=allow"):
+        data = build(tmp_path, lossy_masks="allow", val_fraction=0.25, test_fraction=0.25)
+    _, mask = data.train_dataset.load(0)
+    assert set(np.unique(mask).tolist()) == {1, 2, 3, 4}  # 2 and 4: made by the JPEG codec
+
+
+def test_a_jpeg_named_png_is_caught_when_read(tmp_path):
+    Image.fromarray(edge_mask()).save(tmp_path / "m.png", format="JPEG")
+    with pytest.raises(BadMaskError, match=r"m\.png: it is stored as JPEG.*save masks as PNG"):
+        read_mask(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png", allow_lossy=True).shape == (16, 16)
+
+
+def test_lossy_masks_and_follow_links_are_checked_by_the_datamodule(tmp_path):
+    with pytest.raises(ValueError, match=r"data\.lossy_masks must be one of 'error', 'allow'"):
+        ImageMaskDataModule(tmp_path, lossy_masks="warn")
+    with pytest.raises(ValueError, match=r"data\.follow_links must be one of False, True"):
+        ImageMaskDataModule(tmp_path, follow_links="sometimes")
+
+
+def test_a_mask_in_the_unrotated_frame_of_an_exif_rotated_image_is_explained(tmp_path):
+    for i in range(3):
+        write_pair(tmp_path, f"{i}", left_right_mask(height=6, width=8, right=1))
+    exif = Image.Exif()
+    exif[274] = 6  # "rotate 90° clockwise": the image reads as 6 wide, 8 high
+    Image.new("RGB", (8, 6)).save(tmp_path / "images" / "1.png", exif=exif)
+    data = build(tmp_path, val_fraction=0, test_fraction=0)
+    with pytest.raises(BadMaskError) as info:
+        for _ in data.train_dataloader():
+            pass
+    message = str(info.value)
+    assert (
+        str(tmp_path / "masks" / "1.png") in message
+        and "is 8x6 (WxH) but its image is 6x8" in message
+    )
+    assert "EXIF orientation tag (6: rotated 90° clockwise)" in message and "displayed" in message
+
+
+def test_an_image_in_two_splits_through_a_link_is_an_error(tmp_path):
+    for split in ("train", "test"):
+        for i in range(2):
+            write_pair(tmp_path / split, f"{split}{i}", left_right_mask(right=1))
+    leak = tmp_path / "test" / "images" / "leak.png"
+    leak.symlink_to(tmp_path / "train" / "images" / "train0.png")
+    write_mask(tmp_path / "test" / "masks" / "leak.png", left_right_mask(right=1))
+    with pytest.raises(DuplicateFileError, match=r"train0\.png \(train\) and .*leak\.png \(test\)"):
+        build(tmp_path)
+
+
+def test_a_loop_and_a_fifo_under_images_are_skipped(tmp_path):
+    for i in range(4):
+        write_pair(tmp_path, f"{i}", left_right_mask(right=1))
+    (tmp_path / "images" / "again").symlink_to(".")
+    make_fifo(tmp_path / "images" / "pipe.png")
+    write_mask(tmp_path / "masks" / "pipe.png", left_right_mask(right=1))
+    with deadline(), pytest.warns(DataScanWarning, match=r"link loop.*special file"):
+        data = build(tmp_path, val_fraction=0.25, test_fraction=0.25)
+        assert sum(len(b["mask"]) for b in data.train_dataloader()) == 2
+    assert sum(len(v) for v in data.splits.values()) == 4
+    with deadline(), pytest.raises(BadMaskError, match=r"pipe\.png.*FIFO"):
+        read_mask(tmp_path / "images" / "pipe.png")

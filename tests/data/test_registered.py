@@ -8,11 +8,11 @@ from omegaconf import OmegaConf
 from cvtasks.data import ImageFolderDataModule
 from cvtasks.registry import DATASETS
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 
-
-def _config(name: str) -> dict:
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+def _config(compose_train, name: str) -> dict:
+    # as a run composes it: image_folder's image size follows the (default) backbone
+    data = compose_train(f"data={name}", "data.root=.").data
+    cfg = OmegaConf.to_container(data, resolve=True)
     assert cfg.pop("name") == name
     return cfg
 
@@ -21,8 +21,8 @@ def test_names() -> None:
     assert {"digits", "image_folder"} <= set(DATASETS.names())
 
 
-def test_digits_config_builds(tmp_path: Path) -> None:
-    cfg = _config("digits")
+def test_digits_config_builds(tmp_path: Path, compose_train) -> None:
+    cfg = _config(compose_train, "digits")
     module = DATASETS.build("digits", **{**cfg, "root": str(tmp_path)})
     assert isinstance(module, ImageFolderDataModule)
     module.prepare_data()
@@ -32,9 +32,10 @@ def test_digits_config_builds(tmp_path: Path) -> None:
     assert module.num_classes == 10
 
 
-def test_image_folder_config_builds(tmp_path: Path, make_folder) -> None:
+def test_image_folder_config_builds(tmp_path: Path, make_folder, compose_train) -> None:
     make_folder(tmp_path, {"a": 4, "b": 4})
-    cfg = {**_config("image_folder"), "root": str(tmp_path), "num_workers": 0, "image_size": 24}
+    shipped = _config(compose_train, "image_folder")
+    cfg = {**shipped, "root": str(tmp_path), "num_workers": 0, "image_size": 24}
     module = DATASETS.build("image_folder", **cfg)
     module.setup("fit")
     assert module.class_names == ["a", "b"]

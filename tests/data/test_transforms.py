@@ -122,6 +122,27 @@ def test_nested_compositions() -> None:
         )
 
 
+@pytest.mark.parametrize(("image_size", "expected"), [(32, (32, 32)), ((24, 40), (24, 40))])
+def test_a_resizing_crop_without_size_crops_to_the_image_size(image_size, expected) -> None:
+    augment = [
+        {"name": "RandomResizedCrop", "scale": [0.5, 1.0], "p": 1.0},
+        {"name": "OneOf", "transforms": [{"name": "RandomSizedCrop", "min_max_height": [50, 90]}]},
+    ]
+    pipeline = build_pipeline(augment, image_size, MEAN, STD, train=True)
+    crop, one_of = pipeline.transforms[:2]
+    assert tuple(crop.size) == expected
+    assert tuple(one_of.transforms[0].size) == expected
+    assert crop(image=np.zeros((100, 100, 3), dtype=np.uint8))["image"].shape[:2] == expected
+
+
+def test_a_crop_with_its_own_size_keeps_it() -> None:
+    augment = [{"name": "RandomResizedCrop", "size": [16, 20], "p": 1.0}]
+    pipeline = build_pipeline(augment, 32, MEAN, STD, train=True)
+    assert tuple(pipeline.transforms[0].size) == (16, 20)
+    out = pipeline(image=np.zeros((100, 100, 3), dtype=np.uint8))["image"]
+    assert out.shape == (3, 32, 32)  # the final Resize still gives data.image_size
+
+
 def test_omegaconf_containers_are_accepted() -> None:
     cfg = OmegaConf.create(
         {

@@ -11,6 +11,7 @@ from PIL import Image
 from cvtasks.data.annotations import AnnotationError, AnnotationWarning
 from cvtasks.data.voc import parse_voc
 from cvtasks.registry import DATASETS
+from tests.data.conftest import deadline, make_fifo
 
 
 def write_voc(root: Path, image_id: str, objects: list[tuple], size=(40, 30), image=True) -> Path:
@@ -54,11 +55,12 @@ def test_reads_splits_from_image_sets_with_largest_object(tmp_path):
     write_voc(tmp_path, "a", [("dog", 5, 7, 12, 18)])
     write_voc(tmp_path, "b", [("cat", 1, 1, 4, 4), ("person", 1, 1, 40, 30)])
     write_voc(tmp_path, "c", [])
+    write_voc(tmp_path, "d", [("dog", 5, 7, 12, 18)])
     lists = tmp_path / "ImageSets" / "Main"
     lists.mkdir(parents=True)
     (lists / "train.txt").write_text("a\nb\n")
     (lists / "val.txt").write_text("c\n")
-    (lists / "test.txt").write_text("a\n")
+    (lists / "test.txt").write_text("d\n")
     module = build(tmp_path)
     assert module.class_names == ["cat", "dog", "person"]
     assert [(s.label, s.box) for s in module.splits["train"]] == [
@@ -135,3 +137,29 @@ def test_missing_folders_say_what_is_expected(tmp_path):
         build(tmp_path)
     with pytest.raises(ValueError, match=r"data\.root="):
         DATASETS.build("voc_boxes")
+
+
+def test_fifos_in_place_of_an_xml_or_an_image_are_named_not_opened(tmp_path):
+    write_voc(tmp_path, "a", [("dog", 1, 1, 4, 4)])
+    write_voc(tmp_path, "b", [("dog", 1, 1, 4, 4)], image=False)
+    make_fifo(tmp_path / "JPEGImages" / "b.png")
+    make_fifo(tmp_path / "Annotations" / "c.xml")
+    with deadline(), pytest.raises(AnnotationError, match=r"c\.xml: is a FIFO \(named pipe\)"):
+        build(tmp_path)
+    with deadline(), pytest.warns(AnnotationWarning, match="skipped 2 bad annotation"):
+        module = build(tmp_path, on_bad_annotation="skip", val_fraction=0, test_fraction=0)
+    assert [Path(s.path).name for s in module.splits["train"]] == ["a.png"]
+
+
+def test_image_set_lists_that_share_ids_are_an_error(tmp_path):
+    for name in "abcd":
+        write_voc(tmp_path, name, [("dog", 1, 1, 4, 4)])
+    lists = tmp_path / "ImageSets" / "Main"
+    lists.mkdir(parents=True)
+    (lists / "trainval.txt").write_text("a\nb\nc\n")
+    (lists / "val.txt").write_text("c\n")
+    (lists / "test.txt").write_text("d\n")
+    with pytest.raises(ValueError, match=r"trainval\.txt \(train\) and val\.txt \(val\) share 1"):
+        build(tmp_path, splits={"train": "trainval", "val": "val", "test": "test"})
+    same = build(tmp_path, splits={"train": "trainval", "val": "test", "test": "test"})
+    assert same.splits["val"] == same.splits["test"]  # one list for two splits: asked for

@@ -5,9 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cvtasks.data.image_masks import write_mask
+from cvtasks.data.image_masks import BadMaskError, write_mask
+from cvtasks.data.images import BadImageWarning
+from cvtasks.data.scan import DuplicateFileError
 from cvtasks.data.voc_segmentation import VOC_CLASSES, find_voc_root
 from cvtasks.registry import DATASETS
+from tests.data.conftest import deadline, make_fifo
 
 
 def write_voc(root, train_ids, val_ids):
@@ -62,3 +65,38 @@ def test_missing_files_and_folders_are_named(tmp_path):
         find_voc_root(tmp_path / "JPEGImages")
     with pytest.raises(ValueError, match=r"data\.root is not set"):
         DATASETS.build("voc_segmentation")
+
+
+def test_a_fifo_in_place_of_an_image_is_named_not_opened(tmp_path):
+    write_voc(tmp_path, ["a", "b", "c"], ["d"])
+    (tmp_path / "JPEGImages" / "b.jpg").unlink()
+    make_fifo(tmp_path / "JPEGImages" / "b.jpg")
+    with deadline(), pytest.raises(FileNotFoundError, match=r"b\.jpg \(is a FIFO \(named pipe\)"):
+        build(tmp_path)
+    with deadline(), pytest.warns(BadImageWarning, match=r"b\.jpg.*FIFO"):
+        data = build(tmp_path, on_bad_image="skip", val_fraction=0)
+        batches = list(data.train_dataloader())
+    assert sum(int(b["skipped"]) for b in batches) == 1
+    assert sum(len(b["mask"]) for b in batches) == 2
+
+
+def test_an_image_in_both_lists_or_twice_in_one_is_an_error(tmp_path):
+    write_voc(tmp_path, ["a", "b", "c"], ["c", "d"])
+    with pytest.raises(DuplicateFileError, match=r"c\.jpg is named by train\.txt and by val\.txt"):
+        build(tmp_path)
+    write_voc(tmp_path, ["a", "b", "a"], ["d"])
+    with pytest.raises(
+        DuplicateFileError, match=r"train\.txt names 1 id\(s\) more than once \(a\)"
+    ):
+        build(tmp_path)
+
+
+def test_a_mask_that_is_really_a_jpeg_is_refused_unless_allowed(tmp_path):
+    write_voc(tmp_path, ["a", "b"], ["c"])
+    mask = np.zeros((10, 12), dtype=np.uint8)
+    mask[:, 5:] = 15
+    Image.fromarray(mask).save(tmp_path / "SegmentationClass" / "b.png", format="JPEG")
+    with pytest.raises(BadMaskError, match=r"b\.png: it is stored as JPEG.*lossy_masks=allow"):
+        list(build(tmp_path, val_fraction=0).train_dataloader())
+    data = build(tmp_path, val_fraction=0, lossy_masks="allow")
+    assert sum(len(b["mask"]) for b in data.train_dataloader()) == 2

@@ -1,16 +1,25 @@
-"""Fault injectors for end-to-end tests, added to a run as ``+callbacks.<name>._target_=...``.
+"""Helpers that end-to-end tests add to a ``train.py`` run from the command line.
 
-Each acts once, at a given global step of training, on every process.
+Fault injectors, added as ``+callbacks.<name>._target_=tests.e2e.inject.KillAt`` (and
+``+callbacks.<name>.step=N``), each act once, at a given global step of training, on every
+process. :class:`RecordReturn`, a Hydra callback (``+hydra.callbacks.record._target_=...``),
+writes down what each job returned to Hydra (to its sweeper, in a multirun); :class:`RecordLosses`
+writes down every training step's loss.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig
 
 
 class _AtStep(pl.Callback):
@@ -55,3 +64,56 @@ class OomAt(_AtStep):
         raise torch.OutOfMemoryError(
             "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)"
         )
+
+
+class RecordLosses(pl.Callback):
+    """Append each training step's loss to a JSON-lines file, one line per step.
+
+    Each line is on disk (``fsync``) before the next step starts, so a run killed later keeps
+    every line of the steps it finished; a resumed run appends to the same file.
+
+    Args:
+        path: the file; ``{"step", "epoch", "batch", "loss"}`` per line, ``step`` being the
+            global step after that batch's optimizer step.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Write down this batch's loss."""
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:  # a skipped batch
+            return
+        line = {
+            "step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "batch": batch_idx,
+            "loss": float(loss),
+        }
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+#: the file :class:`RecordReturn` writes into each job's output folder
+RETURNED = "returned.json"
+
+
+class RecordReturn(HydraCallback):
+    """Write each job's return value (``train()``'s monitored metric) to ``returned.json``."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Record the value the launcher hands back to the sweeper."""
+        done = job_return.status == JobStatus.COMPLETED
+        value = job_return.return_value if done else None
+        path = Path(config.hydra.runtime.output_dir) / RETURNED
+        path.write_text(json.dumps({"completed": done, "return_value": value}))

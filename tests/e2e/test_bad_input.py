@@ -19,8 +19,8 @@ pytestmark = pytest.mark.slow
         ),
     ],
 )
-def test_unknown_group_choice(run_train, args, expected):
-    run = run_train(*args)
+def test_unknown_group_choice(train_in_process, args, expected):
+    run = train_in_process(*args)
     assert run.proc.returncode == 2
     for text in expected:
         assert text in run.proc.stderr
@@ -35,17 +35,54 @@ def test_unknown_group_choice(run_train, args, expected):
         (["data.name=digts"], "Did you mean: digits"),
     ],
 )
-def test_unknown_registry_name(run_train, args, expected):
-    run = run_train(*TINY, *args)
-    assert run.proc.returncode != 0
-    assert expected in run.output and "plugins" in run.output
+def test_unknown_registry_name(train_in_process, args, expected):
+    run = train_in_process(*TINY, *args)
+    assert run.proc.returncode == 2
+    assert expected in run.proc.stderr and "plugins" in run.proc.stderr
+    assert_one_line(run)
 
 
-def test_missing_data_root_names_the_path(run_train, tmp_path):
+def assert_one_line(run):
+    """One ``error:`` line on stderr, no stack trace there; the trace is in the run's log."""
+    errors = [line for line in run.proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, run.proc.stderr[-3000:]
+    assert "Traceback" not in run.proc.stderr and "HYDRA_FULL_ERROR" not in run.proc.stderr
+
+
+def test_missing_data_root_names_the_path(train_in_process, tmp_path):
     missing = tmp_path / "no" / "such" / "folder"
-    run = run_train(*TINY, "data=image_folder", f"data.root={missing}")
-    assert run.proc.returncode != 0
-    assert str(missing) in run.output and "data.root" in run.output
+    run = train_in_process(*TINY, "data=image_folder", f"data.root={missing}")
+    assert run.proc.returncode == 2
+    assert str(missing) in run.proc.stderr and "data.root" in run.proc.stderr
+    assert_one_line(run)
+    assert "Traceback (most recent call last)" in (run.run_dir / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["data=image_folder"],
+            "data.root is not set and has no default: add data.root=... to the command line",
+        ),
+        (["+data.batch_sise=4"], "data.batch_sise: unknown key 'batch_sise'"),
+        (["+task.head.dropuot=0.5"], "task.head.dropuot: unknown key 'dropuot'"),
+        (["seed=-5"], "seed=-5: must be an integer from 0 to 4294967295"),
+        (["seed=4294967296"], "seed=4294967296: must be an integer from 0 to 4294967295"),
+    ],
+)
+def test_config_mistakes_say_which_key_in_one_line(train_in_process, args, expected):
+    run = train_in_process(*TINY, *args)
+    assert run.proc.returncode == 2, run.output[-3000:]
+    assert expected in run.proc.stderr
+    assert_one_line(run)
+    assert not (run.run_dir / "checkpoints").exists()
+
+
+def test_an_image_smaller_than_the_backbone_can_use_warns(run_train):
+    run = run_train(*TINY, "backbone=resnet18", "data.image_size=1", "data.augment=[]").check()
+    assert "data.image_size=1 is smaller than backbone resnet18 can use" in run.output
+    assert "use data.image_size=32 or more" in run.output
 
 
 def make_folder_with_a_corrupt_image(root):
@@ -83,8 +120,9 @@ def test_corrupt_image_error_names_the_file(run_train, tmp_path):
         *IMAGE_FOLDER,
         f"data.root={tmp_path / 'imgs'}",
     )
-    assert run.proc.returncode != 0
-    assert str(bad) in run.output
+    assert run.proc.returncode == 1
+    assert str(bad) in run.proc.stderr
+    assert_one_line(run)
 
 
 def test_corrupt_image_skipped_and_counted(run_train, tmp_path):

@@ -20,7 +20,7 @@ def test_task_landmarks_picks_its_defaults_and_the_command_line_wins(compose_tra
     assert compose_train("task=landmarks", "trainer.max_epochs=3").trainer.max_epochs == 3
     default = compose_train()
     assert default.data.name == "digits" and default.backbone.name == "lenet5"
-    assert default.trainer.max_epochs == 50
+    assert default.trainer.max_epochs == 70
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
-"""Killed runs resume from last.ckpt in their own folder and end as an uninterrupted run does."""
+"""Killed runs resume from last.ckpt in their own folder and go on as an uninterrupted run: the
+same training loss at every step after the resume, the same final metrics."""
 
+import json
 import os
 import signal
 import subprocess
@@ -42,20 +44,50 @@ def inject(name, step):
     return [f"+callbacks.inject._target_=tests.e2e.inject.{name}", f"+callbacks.inject.step={step}"]
 
 
+def record_losses(path):
+    """Overrides that append every training step's loss to ``path`` (``RecordLosses``)."""
+    return [
+        "+callbacks.losses._target_=tests.e2e.inject.RecordLosses",
+        f"+callbacks.losses.path={path}",
+    ]
+
+
+def step_losses(path):
+    """``[(step, epoch, batch, loss), ...]`` in the order the steps ran."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [(d["step"], d["epoch"], d["batch"], d["loss"]) for d in lines]
+
+
+def assert_same_steps(resumed, reference, resumed_from):
+    """The resumed run went on with the step after its checkpoint, batch by batch as the
+    uninterrupted run did, each with the same loss; no step ran twice."""
+    assert [s[:3] for s in resumed] == [s[:3] for s in reference], "steps, epochs and batches"
+    for (step, _, _, got), (_, _, _, want) in zip(resumed, reference):
+        if step > resumed_from:
+            assert got == pytest.approx(want, rel=1e-6, abs=1e-7), f"training loss at step {step}"
+
+
 def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_path):
     logs = tmp_path / "logs"
-    reference = train(tmp_path, tmp_path / "reference").check()
+    ref_losses, losses = tmp_path / "reference.jsonl", tmp_path / "killed.jsonl"
+    reference = train(tmp_path, tmp_path / "reference", *record_losses(ref_losses)).check()
     killed_dir = logs / "classification" / "runs" / "killed"
-    killed = train(tmp_path, killed_dir, *inject("KillAt", 6))  # epoch 1, batch 2: mid-epoch
+    # killed before step 7: epoch 1, batch 2 (mid-epoch)
+    killed = train(tmp_path, killed_dir, *inject("KillAt", 6), *record_losses(losses))
     assert killed.proc.returncode == -signal.SIGKILL
     assert not (killed_dir / "metrics.json").exists()
     last = killed_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 6
+    assert [s[0] for s in step_losses(losses)] == [1, 2, 3, 4, 5, 6]
 
     # ckpt_path=last: the newest last.ckpt under paths.log_dir, resumed in its own run folder
-    resumed = train(tmp_path, None, f"paths.log_dir={logs}", "ckpt_path=last")
+    resumed = train(
+        tmp_path, None, f"paths.log_dir={logs}", "ckpt_path=last", *record_losses(losses)
+    )
     resumed.run_dir = killed_dir
     resumed.check()
+    assert step_losses(losses)[6][:3] == (7, 1, 2)  # epoch 1, batch 2: where it was killed
+    assert_same_steps(step_losses(losses), step_losses(ref_losses), resumed_from=6)
     assert sorted(p.name for p in (logs / "classification" / "runs").iterdir()) == ["killed"]
     assert (killed_dir / "config.yaml").exists() and list(killed_dir.glob("config.resumed-*"))
     ref, got = reference.metrics, resumed.metrics
@@ -66,11 +98,15 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_
 
 def test_siamese_pk_batches_resume_mid_epoch_like_an_uninterrupted_run(tmp_path):
     siamese = ("task=siamese", "data=digits_identities")
-    reference = train(tmp_path, tmp_path / "reference", *siamese).check()
+    ref_losses, losses = tmp_path / "reference.jsonl", tmp_path / "killed.jsonl"
+    reference = train(tmp_path, tmp_path / "reference", *siamese, *record_losses(ref_losses))
+    reference.check()
     killed_dir = tmp_path / "killed"
-    killed = train(tmp_path, killed_dir, *siamese, *inject("KillAt", 6))
+    killed = train(tmp_path, killed_dir, *siamese, *inject("KillAt", 6), *record_losses(losses))
     assert killed.proc.returncode == -signal.SIGKILL
-    resumed = train(tmp_path, killed_dir, *siamese, "ckpt_path=last").check()
+    resumed = train(tmp_path, killed_dir, *siamese, "ckpt_path=last", *record_losses(losses))
+    resumed.check()
+    assert_same_steps(step_losses(losses), step_losses(ref_losses), resumed_from=6)
     ref, got = reference.metrics, resumed.metrics
     assert got["global_step"] == ref["global_step"] == 8
     for key in ("val/auc", "test/auc", "test/verification_acc"):

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import TINY
+from tests.conftest import cvtasks_in_process as cvtasks
 
 pytestmark = pytest.mark.slow
 
@@ -44,19 +43,6 @@ PLOTS = {
     "siamese": "roc_curve.png",
 }
 SIZES = [(40, 40), (97, 31), (20, 64), (130, 90)]  # (width, height)
-
-
-def cvtasks(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m cvtasks ARGS`` in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "cvtasks", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -56,5 +56,5 @@ def test_multirun_sweep_runs_each_value_and_returns_its_metric(run_train, tmp_pa
     assert lrs == [1e-3, 1e-2]
     for p in runs:
         metrics = json.loads((p / "metrics.json").read_text())
-        assert metrics["monitor_value"] == pytest.approx(metrics["val/acc"], abs=1.0)
+        assert metrics["monitor_value"] == metrics["val/acc"]  # one epoch: the best is the last
     assert run.output.count("run folder:") == 2

@@ -176,3 +176,46 @@ def test_triplet_training_separates_two_identities():
         loss.backward()
         optimizer.step()
     assert float(loss) < first / 2
+
+
+def _mined_by_loops(dist, ids, margin, semi_hard):
+    """The mined triplet losses anchor by anchor and pair by pair, in plain Python."""
+    n, losses = len(ids), []
+    for a in range(n):
+        positives = [s for s in range(n) if s != a and ids[s] == ids[a]]
+        negatives = [d for d in range(n) if ids[d] != ids[a]]
+        if not positives or not negatives:
+            continue
+        if not semi_hard:
+            hardest = max(dist[a][s] for s in positives) - min(dist[a][d] for d in negatives)
+            losses.append(max(hardest + margin, 0.0))
+            continue
+        for s in positives:
+            farther = [dist[a][d] for d in negatives if dist[a][d] > dist[a][s]]
+            d_neg = min(farther) if farther else max(dist[a][d] for d in negatives)
+            losses.append(max(dist[a][s] - d_neg + margin, 0.0))
+    return sum(losses) / len(losses) if losses else 0.0
+
+
+@pytest.mark.parametrize("mining", ["batch_hard", "semi_hard"])
+@pytest.mark.parametrize("ids", [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 0, 1, 2, 2, 5, 1], [4] * 6])
+def test_mined_triplet_losses_equal_a_loop_over_anchors_and_pairs(mining, ids):
+    g = torch.Generator().manual_seed(len(ids))
+    x = F.normalize(torch.randn(len(ids), 3, generator=g), dim=1).requires_grad_()
+    identity = torch.tensor(ids)
+    loss = TripletLoss(margin=0.3, mining=mining)(x, identity)
+    dist = pairwise_distances(x).tolist()
+    assert float(loss) == pytest.approx(_mined_by_loops(dist, ids, 0.3, mining == "semi_hard"))
+    loss.backward()
+    assert torch.isfinite(x.grad).all()  # also when no anchor has a negative (one identity)
+
+
+def test_contrastive_and_balanced_bce_with_one_kind_of_pair_only():
+    distance = torch.tensor([0.1, 0.3])
+    assert contrastive_loss(distance, torch.tensor([0, 0]), margin=0.5) == pytest.approx(
+        (0.4**2 + 0.2**2) / 2
+    )
+    logits = torch.tensor([1.0, -2.0])
+    # no different pair: no reweighting, the plain mean of the two cross-entropies
+    expected = F.binary_cross_entropy_with_logits(logits, torch.ones(2))
+    assert balanced_bce(logits, torch.tensor([1, 1])) == pytest.approx(float(expected))

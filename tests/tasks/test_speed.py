@@ -1,4 +1,6 @@
-"""Speed switches: `auto` per device, fused optimizers, compiled checkpoints loading eager."""
+"""Speed switches: `auto` per device, TF32, fused optimizers, compiled checkpoints loading eager."""
+
+import warnings
 
 import pytest
 import pytorch_lightning as pl
@@ -30,6 +32,23 @@ def test_fused_step_is_asked_for_on_cuda_only_and_never_overrides(name):
     cfg = {"fused": False}
     speed.add_fused(cfg, cls, torch.device("cuda", 0))
     assert cfg == {"fused": False}
+
+
+def test_tf32_switch_warns_not_and_leaves_both_flag_apis_readable_and_in_agreement():
+    # The flags are process state, not device state: settable and readable without a GPU.
+    before = torch.backends.cuda.matmul.allow_tf32
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a deprecated setter would warn (torch 2.9-2.11)
+            speed.enable_cuda_fast_math()
+        # torch raises on a read of either API once the two were set apart (mixed)
+        assert torch.get_float32_matmul_precision() == "high"  # what Lightning reads
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"  # what inductor reads
+        assert torch.backends.cudnn.allow_tf32 is True
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_optimizers_without_a_fused_step_are_left_alone():

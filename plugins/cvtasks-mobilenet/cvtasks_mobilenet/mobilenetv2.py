@@ -53,6 +53,7 @@ from torch import nn
 
 from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained
 from cvtasks.backbones.common import ConvHeadBackbone, init_torchvision_weights
+from cvtasks.backbones.input_size import input_size
 from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
 from cvtasks.registry import BACKBONES
 
@@ -179,6 +180,7 @@ def _block_key(path: str, rest: str, model: nn.Module) -> str:
 
 
 @BACKBONES.register("mobilenet_v2")
+@input_size(224)
 def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     """MobileNetV2: inverted residuals, linear bottlenecks, ReLU6; 3.5M params (1000 classes)."""
     return MobileNetV2(**kwargs)
