@@ -32,7 +32,7 @@
 # (1; 0: no torch.compile anywhere), TESTS, RUN_TASK, TRAIN_LIMITS, WORK. The plumbing on a CPU
 # (FSDP reports "skipped: needs CUDA" there; TIME_SCALE=N multiplies every budget):
 #   DEVICE=cpu BATCH=2 SIZE=32 PRECISION=32 BIG=resnet18 SMALL_BATCH=2 COMPILE=0 TIME_SCALE=3 \
-#       TIMING="--warmup 1 --steps 1 --windows 2" TESTS=tests/tasks/test_speed.py \
+#       TIMING="--warmup 1 --steps 1 --windows 2" TESTS=tests/training/test_speed.py \
 #       RUN_TASK=task=classification bash benchmarks/gpu_check.sh /tmp/check
 set -uo pipefail
 
@@ -58,7 +58,7 @@ small=${SMALL:-resnet18}
 small_batch=${SMALL_BATCH:-128}
 timing=${TIMING:---warmup 3 --steps 10 --windows 3}
 compile=${COMPILE:-1}
-tests=${TESTS:-tests/test_inference.py tests/tasks/test_speed.py tests/tasks/test_no_sync.py \
+tests=${TESTS:-tests/test_inference.py tests/training/test_speed.py tests/tasks/test_no_sync.py \
 tests/layers/test_fuse.py tests/layers/test_fuse_timm.py tests/training/test_callbacks.py}
 run_task=${RUN_TASK:-task=segmentation}
 train_limits=${TRAIN_LIMITS:-trainer.max_epochs=1 trainer.limit_train_batches=40 \

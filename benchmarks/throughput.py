@@ -43,7 +43,7 @@ from torch import nn
 
 from cvtasks.inference import optimize_network
 from cvtasks.registry import BACKBONES
-from cvtasks.tasks.speed import enable_cuda_fast_math
+from cvtasks.training.speed import enable_cuda_fast_math
 
 from results import environment, report
 

@@ -18,7 +18,7 @@ commands:
   export ckpt=PATH format=onnx|torchscript|torch_export output=FILE
   features backbone=NAME|ckpt=PATH image=FILE [layer=NAME] [channels=[..]] [images=DIR] output=DIR
                                       a layer's channel activations and top input patches
-  list backbones|heads|tasks|datasets|plugins [PATTERN]
+  list backbones|heads|tasks|datasets|plugins [PATTERN] [plugins=[FILE.py,...]]
   summary BACKBONE [INPUT_SIZE]       per-layer output shapes and parameters
 """
 
@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         module.main()
         return 0
     if command == "list" and rest:
-        from cvtasks.cli.listing import list_lines
+        from cvtasks.cli.listing import list_command
 
         try:
-            print("\n".join(list_lines(rest[0], rest[1] if len(rest) > 1 else None)))
-        except KeyError as err:
+            print("\n".join(list_command(rest)))
+        except (KeyError, ValueError) as err:
             print(f"error: {err.args[0]}", file=sys.stderr)
             return 2
         return 0

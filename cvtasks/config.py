@@ -7,6 +7,11 @@
   the task class, so configs never repeat it; ``${native_input_size:<backbone>[,<multiple>]}``
   reads the input size a backbone is defined for (LeNet-5 32, EfficientNet-B3 300, a timm
   model's ``pretrained_cfg``), so data configs default to it.
+* Every registered backbone without a yaml of its name gets a generated ``backbone/<name>``
+  config (:func:`store_generated_configs`, Hydra's ConfigStore) holding its builder's keyword
+  defaults, so ``backbone=<name>`` works for a plugin's backbone with no yaml; a yaml of the same
+  name is a recipe and replaces it. ``plugins=[...]`` on the command line is loaded first
+  (:func:`setup_hydra`), since Hydra needs the option before the run reads the config.
 * :func:`check_group_choices` turns ``trainer=gpux`` into an error that lists the valid options
   and the closest match, before Hydra starts.
 """
@@ -18,11 +23,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf
 
 from cvtasks import plugins
+from cvtasks.generated_configs import GENERATED_GROUPS, generated_config, plugin_specs
 from cvtasks.registry import TASKS
 
 
@@ -62,8 +69,22 @@ class PluginConfigSearchPath(SearchPathPlugin):
             search_path.append(provider="cvtasks-plugin", path=f"file://{conf}")
 
 
-def setup_hydra() -> None:
-    """Register the plugin search path and the resolvers (idempotent)."""
+def setup_hydra(overrides: Sequence[str] = ()) -> None:
+    """Register the plugin search path, the resolvers and the generated configs (idempotent).
+
+    Args:
+        overrides: command-line arguments; the plugins a ``plugins=[...]`` among them names are
+            loaded first, so that their backbones get configs before Hydra composes.
+
+    Raises:
+        ConfigError: ``plugins=`` is not a list Hydra can parse.
+    """
+    try:
+        specs = plugin_specs(overrides)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    plugins.load(specs)
+    store_generated_configs()
     Plugins.instance().register(PluginConfigSearchPath)  # registering twice is a no-op
     if not OmegaConf.has_resolver("monitor"):
         OmegaConf.register_new_resolver("monitor", lambda task: TASKS.get(task).monitor)
@@ -74,8 +95,7 @@ def setup_hydra() -> None:
 
 def native_input_size(backbone: str | None, multiple: int = 1) -> int | list[int]:
     """The ``${native_input_size:...}`` resolver: see
-    :func:`cvtasks.backbones.input_size.native_input_size` (imported on first use, so that
-    composing a config does not import every backbone).
+    :func:`cvtasks.backbones.input_size.native_input_size` (imported on first use).
 
     ``backbone`` is ``None`` in a config without one (``evaluate``'s, whose data takes the
     checkpoint's size): the default size then. So is an unknown name: the run stops when it
@@ -98,7 +118,7 @@ def compose_train(overrides: Sequence[str] = (), return_hydra_config: bool = Fal
     Hydra run (resume look-ups, benchmarks, tests)."""
     from hydra import compose, initialize_config_dir
 
-    setup_hydra()
+    setup_hydra(overrides)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
@@ -108,14 +128,49 @@ def config_dirs() -> list[Path]:
     return [CONFIG_DIR, *plugins.config_dirs()]
 
 
-def group_options(group: str, dirs: Iterable[Path] | None = None) -> list[str]:
-    """The option names of a config group (``trainer`` → ``cpu``, ``ddp``, …) over all folders."""
+def yaml_options(group: str, dirs: Iterable[Path] | None = None) -> list[str]:
+    """The option names of a config group that are yaml files in ``dirs`` (default: all).
+
+    A file whose name starts with ``_`` (``task/_optim.yaml``) is part of other configs, not an
+    option.
+    """
     names: set[str] = set()
     for root in dirs if dirs is not None else config_dirs():
         folder = root / group
         if folder.is_dir():
-            names.update(p.stem for p in folder.glob("*.yaml"))
+            names.update(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
     return sorted(names)
+
+
+def generated_options(group: str, dirs: Iterable[Path] | None = None) -> list[str]:
+    """The options of ``group`` generated from a registry: its names that have no yaml."""
+    if group not in GENERATED_GROUPS:
+        return []
+    files = set(yaml_options(group, dirs))
+    return [name for name in GENERATED_GROUPS[group].names() if name not in files]
+
+
+def group_options(group: str, dirs: Iterable[Path] | None = None) -> list[str]:
+    """The option names of a config group (``trainer`` → ``cpu``, ``ddp``, …): its yaml files
+    in ``dirs`` (default: cvtasks' and the installed plugins') and its generated configs."""
+    return sorted({*yaml_options(group, dirs), *generated_options(group, dirs)})
+
+
+def store_generated_configs() -> list[str]:
+    """Put a generated config in Hydra's ConfigStore for every registered name without a yaml.
+
+    Run after plugins load; storing a name again replaces its config (a re-registered builder).
+
+    Returns:
+        The ``group/name`` of every config stored.
+    """
+    store = ConfigStore.instance()
+    stored = []
+    for group, registry in GENERATED_GROUPS.items():
+        for name in generated_options(group):
+            store.store(group=group, name=name, node=generated_config(registry.get(name), name))
+            stored.append(f"{group}/{name}")
+    return stored
 
 
 def check_group_choices(overrides: Sequence[str], dirs: Iterable[Path] | None = None) -> None:
@@ -142,5 +197,6 @@ def check_group_choices(overrides: Sequence[str], dirs: Iterable[Path] | None = 
             raise ConfigError(
                 f"{key}={value}: there is no {key!r} config named {value!r}.{hint} "
                 f"Available {key} options: {', '.join(options)}. "
-                f"Plugins can add options by shipping conf/{key}/<name>.yaml."
+                f"Plugins can add options by shipping conf/{key}/<name>.yaml"
+                + (f" or registering a {key}." if key in GENERATED_GROUPS else ".")
             )

@@ -20,7 +20,7 @@ from torch import nn
 
 from cvtasks.layers.fuse import fuse_batchnorm
 from cvtasks.tasks.base import TaskModule
-from cvtasks.tasks.speed import check_switch, resolve
+from cvtasks.training.speed import check_switch, resolve
 
 PRECISIONS = ("auto", "32", "bf16")
 

@@ -27,9 +27,6 @@ PRECISIONS: tuple[Any, ...] = (
     *get_args(_PRECISION_INPUT_STR_ALIAS),
     *get_args(_PRECISION_INPUT_INT),
 )
-#: tasks whose heads rebuild the input's size from the feature maps; a task class may instead
-#: declare ``dense_output = True``.
-DENSE_OUTPUT_TASKS = ("segmentation",)
 #: the largest seed NumPy (and so ``seed_everything``) accepts
 MAX_SEED = 2**32 - 1
 
@@ -124,7 +121,7 @@ def check_image_size(cfg: DictConfig) -> str | None:
             reduction,
             reduction,
         )
-    dense = getattr(TASKS.get(task), "dense_output", task in DENSE_OUTPUT_TASKS)
+    dense = getattr(TASKS.get(task), "dense_output", False)  # declared by the task class
     if not dense or all(s % reduction == 0 for s in size):
         return None
     fix = tuple(max(reduction, round(s / reduction) * reduction) for s in size)

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -89,10 +90,27 @@ TINY = (
 
 @pytest.fixture
 def run_train(tmp_path: Path) -> Callable[..., TrainRun]:
-    """Run ``train.py`` with overrides in ``tmp_path`` (its run folder is ``tmp_path/run``)."""
+    """Run ``train.py`` with overrides in ``tmp_path`` (its run folder is ``tmp_path/run``).
 
-    def _run(*overrides: str, env: dict[str, str] | None = None, timeout: int = 300) -> TrainRun:
+    The run goes through ``train.py``'s entry point in this process: a subprocess would spend
+    about five seconds importing torch and Lightning before it trains. ``own_process=True`` (or
+    an ``env``) starts a real ``python train.py`` instead, for what only a process shows: exit
+    codes of signals, environment variables, strategies that launch copies of the command,
+    plugins that must not stay registered here.
+    """
+
+    def _run(
+        *overrides: str,
+        env: dict[str, str] | None = None,
+        timeout: int = 300,
+        own_process: bool = False,
+    ) -> TrainRun:
         run_dir = tmp_path / "run"
+        if not (own_process or env):
+            from cvtasks.cli.train import main
+
+            argv = ["train.py", *overrides, f"hydra.run.dir={run_dir}"]
+            return TrainRun(run_in_process(main, argv, tmp_path), run_dir)
         cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
         proc = subprocess.run(
             cmd,
@@ -119,6 +137,10 @@ def run_cvtasks(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Complet
     )
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def run_in_process(
     entry: Callable[[], object], argv: list[str], cwd: Path
 ) -> subprocess.CompletedProcess:
@@ -136,7 +158,13 @@ def run_in_process(
     os.chdir(cwd)
     GlobalHydra.instance().clear()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        # catch_warnings: a warning an earlier call printed is printed again, as in a new process
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(),
+        ):
+            warnings.showwarning = _print_warning  # to stderr, not pytest's record
             result = entry()
         code = result if isinstance(result, int) else 0
     except SystemExit as exit_:

@@ -9,6 +9,22 @@ from cvtasks.config import CONFIG_DIR, ConfigError, check_group_choices, group_o
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
 OPTIONS = [(group, option) for group in GROUPS for option in group_options(group, [CONFIG_DIR])]
+#: the values an option leaves required (``???``); every other option composes as it is
+REQUIRED = {
+    "backbone=custom": ["backbone.name=my_net"],
+    "data=coco_boxes": ["data.root=/x", "data.annotations=a.json"],
+    **{
+        f"data={name}": ["data.root=/x"]
+        for name in (
+            "coco_keypoints",
+            "identity_folders",
+            "image_folder",
+            "image_masks",
+            "voc_boxes",
+            "voc_segmentation",
+        )
+    },
+}
 
 
 def test_train_yaml_lists_every_group_and_top_level_key(compose_train):
@@ -24,11 +40,7 @@ def test_train_yaml_lists_every_group_and_top_level_key(compose_train):
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_group_option_composes(compose_train, group, option):
-    overrides = [f"{group}={option}"]
-    if group == "data" and option == "image_folder":
-        overrides.append("data.root=/some/images")
-    if group == "backbone" and option == "custom":
-        overrides.append("backbone.name=my_net")
+    overrides = [f"{group}={option}", *REQUIRED.get(f"{group}={option}", ())]
     if group == "hparams_search" and option == "optuna":  # the `sweep` extra
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = compose_train(*overrides)
@@ -209,7 +221,7 @@ def test_an_explicit_image_size_wins_and_the_crop_follows_it(compose_train, size
         (["task=siamese", "data=identity_folders"], 32),  # the task's LeNet-5
         (["task=localization", "data=coco_boxes", "data.annotations=a.json"], 32),
         (["task=localization", "data=voc_boxes", "backbone=efficientnet_b2"], 260),
-        (["task=landmarks", "data=coco_keypoints"], 224),  # timm/resnet18
+        (["task=landmarks", "data=coco_keypoints"], 224),  # resnet18
         # segmentation: rounded to a multiple of 32 so that the deepest map divides the input
         (["task=segmentation", "data=image_masks"], 192),  # timm/resnet10t: 176
         (["task=segmentation", "data=image_masks", "backbone=efficientnet_b1"], 256),  # 240

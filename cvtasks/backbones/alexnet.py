@@ -22,21 +22,21 @@ fc2      dropout, 4,096 → 4,096, ReLU           4096         16,781,312
 fc       4,096 → num_classes                    num_classes  4,097,000 for 1000 classes
 =======  =====================================  ===========  ====================================
 
-``alexnet_seed`` is the network the seed describes: a 227x227x3 input and a first layer of
-``K=96`` filters of ``F=11``, ``S=4``, ``P=0``, so ``(227 - 11)/4 + 1 = 55`` and a 55x55x96 output
-(seed ``003_af0f319b25bc5693.txt`` l.136-140) with ``96·11·11·3 + 96 = 34,944`` parameters
-(l.144), then "two FC layers of size 4096 and finally the last FC layers with 1000 neurons"
-(l.319), about 60M parameters in all (l.424). The seed gives no widths for conv2-conv5; this
-variant takes those of Krizhevsky et al. (256, 384, 384, 256) as one ungrouped tower, which makes
-62,378,344 parameters. torchvision's network is the narrower one-GPU version (64, 192, 384, 256,
-256); it pads conv1 by 2 and so reaches the seed's 55x55 from 224x224 inputs,
-``floor((224 + 4 - 11)/4) + 1 = 55`` (the seed guesses unmentioned zero-padding to explain the
-paper's 224, l.140). ``alexnet_seed`` rounds pooled sizes up (``ceil_mode``), as Caffe does,
+``alexnet_seed`` is the network the seed describes: a 227x227x3 input and a first layer of ``K=96``
+filters of ``F=11``, ``S=4``, ``P=0``, so ``(227 - 11)/4 + 1 = 55`` and a 55x55x96 output (seed 003,
+CS231n notes, "Real-world example") with ``96·11·11·3 + 96 = 34,944`` parameters ("Parameter
+Sharing"), then "two FC layers of size 4096 and finally the last FC layers with 1000 neurons"
+("Converting FC layers to CONV layers"), about 60M parameters in all ("Case studies"). The seed
+gives no widths for conv2-conv5; this variant takes those of Krizhevsky et al. (256, 384, 384, 256)
+as one ungrouped tower, which makes 62,378,344 parameters. torchvision's network is the narrower
+one-GPU version (64, 192, 384, 256, 256); it pads conv1 by 2 and so reaches the seed's 55x55 from
+224x224 inputs, ``floor((224 + 4 - 11)/4) + 1 = 55`` (the seed guesses unmentioned zero-padding to
+explain the paper's 224). ``alexnet_seed`` rounds pooled sizes up (``ceil_mode``), as Caffe does,
 whose reference AlexNet takes the 227x227 crops: at 227 that changes nothing (55 → 27 → 13 → 6),
 and it lets 64x64 inputs through (14 → 7 → 3 → 1) where rounding down would leave a 2x2 map for
 pool3. Neither variant has local response normalisation: the seeds do not mention it and
-torchvision dropped it. (The seed's FC→CONV example, l.319, gives "an AlexNet" five 2x2 pools down
-to 7x7x512; those are VGG's numbers, l.428-455, built in :mod:`cvtasks.backbones.vgg`.)
+torchvision dropped it. (The seed's FC→CONV example gives "an AlexNet" five 2x2 pools down
+to 7x7x512; those are VGG's numbers ("VGGNet in detail"), built in :mod:`cvtasks.backbones.vgg`.)
 
 ``forward_features`` returns the three pooled stages, conv1+pool1, conv2+pool2 and
 conv3-conv5+pool3, with reductions 8, 16 and 32 (the product of the strides so far). The
@@ -48,17 +48,17 @@ the last stage averaged over positions, ``[B, 256]``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained, rename_modules
-from cvtasks.backbones.common import FCHeadBackbone, run_stages
+from cvtasks.backbones.base import Backbone
+from cvtasks.backbones.common import run_stages
 from cvtasks.backbones.input_size import input_size
-from cvtasks.layers import ConvNormAct
+from cvtasks.backbones.weights import StateDict, build_with_weights, rename_modules
+from cvtasks.layers import ConvNormAct, FCHead, GlobalPool, check_head_args
 from cvtasks.registry import BACKBONES
 
 ConvSpec = tuple[int, int, int, int]  # out_chs, kernel, stride, padding
@@ -77,7 +77,7 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 STAGES = ((0,), (1,), (2, 3, 4))  # conv indices per stage; each stage ends in a 3x3/2 max-pool
 POOL_SIZE = 6  # the classifier's adaptive pool: pool3's size at the defined input
-HIDDEN = 4096  # width of fc1 and fc2 (seed 003 l.319)
+HIDDEN = 4096  # width of fc1 and fc2 (seed 003, CS231n notes)
 
 
 def _final_size(size: int, convs: Sequence[ConvSpec], ceil_mode: bool) -> int:
@@ -85,7 +85,7 @@ def _final_size(size: int, convs: Sequence[ConvSpec], ceil_mode: bool) -> int:
     for stage in STAGES:
         for i in stage:
             _, kernel, stride, padding = convs[i]
-            size = (size + 2 * padding - kernel) // stride + 1  # seed 003 l.111: (W-F+2P)/S+1
+            size = (size + 2 * padding - kernel) // stride + 1  # CS231n notes: (W-F+2P)/S+1
             if size < 1:
                 return 0
         size = -(-(size - 3) // 2) + 1 if ceil_mode else (size - 3) // 2 + 1
@@ -94,7 +94,7 @@ def _final_size(size: int, convs: Sequence[ConvSpec], ceil_mode: bool) -> int:
     return size
 
 
-class AlexNet(FCHeadBackbone):
+class AlexNet(Backbone):
     """AlexNet (see the module docstring for the layer table and the seed citations).
 
     Args:
@@ -104,11 +104,12 @@ class AlexNet(FCHeadBackbone):
         in_chans: input channels.
         num_classes: logits of :meth:`forward`; 0 builds no fully connected layer.
         drop_rate: dropout before fc1 and before fc2 (torchvision: 0.5).
-        pretrained: a local weights file in cvtasks' layout or torchvision's ``alexnet`` one.
     """
 
+    classifier_modules = ("head",)
+    variant = "alexnet"  # the registered name; build_with_weights sets it per variant
     stem_weight = "stages.0.conv1.conv.weight"
-    variant: str = "alexnet"  # the registered name, set by _create_alexnet
+    variant_args = ("convs", "ceil_mode", "input_size")  # set by each variant, not by configs
 
     def __init__(
         self,
@@ -118,10 +119,9 @@ class AlexNet(FCHeadBackbone):
         in_chans: int = 3,
         num_classes: int = 0,
         drop_rate: float = 0.5,
-        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        _check_head_args(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate, dropout_name="drop_rate", minimum=0)
         if len(convs) != 5:
             raise ValueError(f"convs must give conv1-conv5, got {len(convs)} entries")
         self.in_chans = in_chans
@@ -149,11 +149,14 @@ class AlexNet(FCHeadBackbone):
                 dict(num_chs=in_chs, reduction=reduction, module=f"stages.{s}")
             )
         self.num_features = in_chs
+        self.global_pool = GlobalPool("avg")  # the features path: pre_logits or no classes
         # torchvision's AlexNet drops out in front of fc1 and fc2.
-        self.init_fc_head(num_classes, drop_rate, POOL_SIZE, HIDDEN, dropout_first=True)
+        self.head = (
+            FCHead(in_chs, num_classes, drop_rate, POOL_SIZE, HIDDEN, dropout_first=True)
+            if num_classes
+            else nn.Identity()
+        )
         # Weights keep PyTorch's default initialisation, as torchvision's AlexNet does.
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=_alexnet_checkpoint_filter)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The pool1, pool2 and pool3 maps, shallow to deep.
@@ -172,6 +175,13 @@ class AlexNet(FCHeadBackbone):
             )
         return run_stages(self.stages, x)
 
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits from the three fully connected layers, or the last stage averaged over
+        positions ``[B, num_features]`` when ``pre_logits`` or ``num_classes == 0``."""
+        if pre_logits or not self.num_classes:
+            return self.global_pool(x)
+        return self.head(x)
+
 
 # torchvision's AlexNet: ``features`` and ``classifier`` are Sequentials of every layer, ReLUs,
 # pools and dropouts included, so only the indices with weights appear here.
@@ -188,10 +198,11 @@ _TORCHVISION_NAMES = {
 
 
 def _alexnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
-    """Rename torchvision's keys onto ours and keep a fresh stem for another ``in_chans``.
+    """Rename torchvision's keys onto ours; our own layout passes through.
 
-    Our own layout passes through; a checkpoint whose conv1 has another number of input channels
-    than the model leaves the model's freshly initialised conv1 weight in place, with a warning.
+    A conv1 weight made for another ``in_chans`` is left to
+    :func:`~cvtasks.backbones.weights.load_pretrained`, which keeps the model's fresh one with a
+    warning.
     """
     if "features.0.weight" in state:
         state = rename_modules(state, _TORCHVISION_NAMES)
@@ -199,10 +210,13 @@ def _alexnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
 
 
 def _create_alexnet(variant: str, **kwargs: Any) -> AlexNet:
-    """Build an :class:`AlexNet` from a variant's row of ``ARCHS`` plus the user's keywords."""
-    model = AlexNet(**ARCHS[variant], **kwargs)
-    model.variant = variant
-    return model
+    """Build an :class:`AlexNet` from a variant's row of ``ARCHS`` plus the user's keywords.
+
+    ``pretrained`` may be a cvtasks or a torchvision ``alexnet`` checkpoint.
+    """
+    return build_with_weights(
+        AlexNet, variant, key_map=_alexnet_checkpoint_filter, **ARCHS[variant], **kwargs
+    )
 
 
 @BACKBONES.register("alexnet")
@@ -215,5 +229,5 @@ def alexnet(**kwargs: Any) -> AlexNet:
 @BACKBONES.register("alexnet_seed")
 @input_size(ARCHS["alexnet_seed"]["input_size"])
 def alexnet_seed(**kwargs: Any) -> AlexNet:
-    """The seed's AlexNet: conv1 96 x 11x11/4 on 227x227 → 55x55x96 (seed 003 l.136-140)."""
+    """The seed's AlexNet: conv1 96 x 11x11/4 on 227x227 → 55x55x96 (seed 003, CS231n notes)."""
     return _create_alexnet("alexnet_seed", **kwargs)

@@ -1,9 +1,9 @@
 """EfficientNet-B0 to B7: one MBConv baseline scaled in width, depth and resolution together.
 
-The seed (``001_db1636ab9a81b446.txt``, cited as "seed 001 l.N") introduces EfficientNet as a
+Seed 001 (§6.5, "EfficientNet Models") introduces EfficientNet as a
 family whose depth, width and resolution are scaled up "in a balanced way" by one compound
-scaling rule (l.5870-5876), from the lightest B0 to the heaviest B7 (l.5878-5882), and plots
-their accuracy against parameter count in Fig 6.15 (l.5906, after Tan & Le, l.5893-5894). The
+scaling rule, from the lightest B0 to the heaviest B7, and plots
+their accuracy against parameter count in Fig 6.15 (after Tan & Le, 2019). The
 baseline and the coefficients below are those of that paper, in torchvision's reading of it,
 so that parameter counts and checkpoints agree with torchvision's ``efficientnet_b*``.
 
@@ -65,16 +65,24 @@ skipped when they do not fit the model, and start anew only then.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained
-from cvtasks.backbones.common import ConvHeadBackbone, init_torchvision_weights
+from cvtasks.backbones.base import Backbone
+from cvtasks.backbones.common import init_torchvision_weights, run_stages
 from cvtasks.backbones.input_size import input_size
-from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
+from cvtasks.backbones.weights import StateDict, build_with_weights
+from cvtasks.layers import (
+    ConvNormAct,
+    LinearHead,
+    MBConv,
+    check_head_args,
+    make_divisible,
+    pool_flat,
+    remap_conv_norm_act_keys,
+)
 from cvtasks.registry import BACKBONES
 
 #: B0's stages: (expand_ratio, kernel, stride, out_chs, blocks); stem 32 channels, stride 2.
@@ -117,7 +125,7 @@ def scale_depth(blocks: int, depth_mult: float) -> int:
     return math.ceil(blocks * depth_mult)
 
 
-class EfficientNet(ConvHeadBackbone):
+class EfficientNet(Backbone):
     """EfficientNet (see the module docstring for the stage table and the scaling).
 
     Args:
@@ -130,14 +138,14 @@ class EfficientNet(ConvHeadBackbone):
             stages) drops its residual branch with probability ``drop_path_rate · i / n``.
         input_size: the resolution the variant is defined for (``default_input_size``).
         norm_kwargs: BatchNorm keywords (``{"eps": 1e-3, "momentum": 0.01}`` for B5-B7).
-        pretrained: a local weights file, in cvtasks' layout or torchvision's
-            ``EfficientNet`` layout (``features.N.M.block.K...``, ``classifier.1``).
 
     Raises:
         ValueError: bad ``num_classes``, ``drop_rate`` or ``drop_path_rate``.
     """
 
-    feature_stages = FEATURE_STAGES
+    classifier_modules = ("conv_head", "fc")
+    stem_weight = "stem.conv.weight"
+    variant_args = ("width_mult", "depth_mult", "input_size", "norm_kwargs")  # per variant
 
     def __init__(
         self,
@@ -149,10 +157,9 @@ class EfficientNet(ConvHeadBackbone):
         drop_path_rate: float = 0.2,
         input_size: int = 224,
         norm_kwargs: dict[str, Any] | None = None,
-        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        _check_head_args(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate, dropout_name="drop_rate", minimum=0)
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
         self.in_chans = in_chans
@@ -180,7 +187,7 @@ class EfficientNet(ConvHeadBackbone):
                         stride=stride if j == 0 else 1,
                         expand_ratio=ratio,
                         se_ratio=0.25,
-                        drop_path_rate=rates.pop(0),
+                        drop_path=rates.pop(0),
                         **opts,
                     )
                 )
@@ -192,14 +199,31 @@ class EfficientNet(ConvHeadBackbone):
                 self.feature_info.append(info)
         self.blocks = nn.Sequential(*stages)
         self.num_features = in_chs
-        self.init_conv_head(
-            HEAD_EXPANSION * in_chs, num_classes, drop_rate, act_layer="silu", **opts
+        # The classifier: a 1x1 conv widening the last stage (not a stage, see the module
+        # docstring), then pool → dropout → linear; neither exists without classes.
+        head_chs = HEAD_EXPANSION * in_chs
+        self.head_chs = head_chs
+        self.conv_head = (
+            ConvNormAct(in_chs, head_chs, 1, act_layer="silu", **opts)
+            if num_classes
+            else nn.Identity()
         )
+        self.fc = LinearHead(head_chs, num_classes, drop_rate) if num_classes else nn.Identity()
 
         # torchvision's initialisation, so that training from scratch matches its recipe.
         init_torchvision_weights(self, _uniform_by_out_features)
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=_efficientnet_checkpoint_filter)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The last block's map at each reduction 2, 4, 8, 16, 32 (16@112 ... 320@7 for B0)."""
+        return run_stages(self.blocks, self.stem(x), keep=FEATURE_STAGES)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits through ``conv_head`` and ``fc``, or the pooled last stage ``[B, num_features]``
+        when ``pre_logits`` or ``num_classes == 0`` (the wider ``conv_head`` output is the
+        classifier's own)."""
+        if pre_logits or not self.num_classes:
+            return pool_flat(x)
+        return self.fc(self.conv_head(x))
 
 
 def _uniform_by_out_features(weight: torch.Tensor) -> torch.Tensor:
@@ -213,8 +237,9 @@ def _efficientnet_checkpoint_filter(state: StateDict, model: nn.Module) -> State
 
     torchvision holds the stem, the seven stages and the head conv in ``features.0`` to
     ``features.8`` (each conv an ``nn.Sequential`` of conv ``0`` and norm ``1``) and the linear
-    layer in ``classifier.1``. A stem weight made for other input channels is replaced by the
-    model's fresh one, with a warning: every other weight still loads.
+    layer in ``classifier.1``. A stem weight made for other input channels is left to
+    :func:`~cvtasks.backbones.weights.load_pretrained`, which keeps the model's fresh one with a
+    warning.
     """
     if "features.0.0.weight" in state:
         last = len(model.blocks) + 1
@@ -236,64 +261,89 @@ def _efficientnet_checkpoint_filter(state: StateDict, model: nn.Module) -> State
 
 
 def _create_efficientnet(variant: str, **kwargs: Any) -> EfficientNet:
+    """Build a variant from its row of ``VARIANTS``; ``pretrained`` may be a torchvision file."""
     width, depth, resolution, dropout = VARIANTS[variant]
     kwargs.setdefault("drop_rate", dropout)
     if variant in TF_NORM_VARIANTS:
         kwargs.setdefault("norm_kwargs", dict(TF_NORM))
-    return EfficientNet(width, depth, input_size=resolution, **kwargs)
+    return build_with_weights(
+        EfficientNet,
+        variant,
+        key_map=_efficientnet_checkpoint_filter,
+        width_mult=width,
+        depth_mult=depth,
+        input_size=resolution,
+        **kwargs,
+    )
 
 
 @BACKBONES.register("efficientnet_b0")
 @input_size(VARIANTS["efficientnet_b0"][2])
-def efficientnet_b0(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B0, the baseline: width 1.0, depth 1.0, 224x224 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b0", **kwargs)
+def efficientnet_b0(
+    drop_rate: float = VARIANTS["efficientnet_b0"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B0, the baseline: width 1.0, depth 1.0, 224x224 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b0", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b1")
 @input_size(VARIANTS["efficientnet_b1"][2])
-def efficientnet_b1(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B1: width 1.0, depth 1.1, 240x240 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b1", **kwargs)
+def efficientnet_b1(
+    drop_rate: float = VARIANTS["efficientnet_b1"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B1: width 1.0, depth 1.1, 240x240 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b1", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b2")
 @input_size(VARIANTS["efficientnet_b2"][2])
-def efficientnet_b2(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B2: width 1.1, depth 1.2, 260x260 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b2", **kwargs)
+def efficientnet_b2(
+    drop_rate: float = VARIANTS["efficientnet_b2"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B2: width 1.1, depth 1.2, 260x260 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b2", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b3")
 @input_size(VARIANTS["efficientnet_b3"][2])
-def efficientnet_b3(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B3: width 1.2, depth 1.4, 300x300 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b3", **kwargs)
+def efficientnet_b3(
+    drop_rate: float = VARIANTS["efficientnet_b3"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B3: width 1.2, depth 1.4, 300x300 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b3", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b4")
 @input_size(VARIANTS["efficientnet_b4"][2])
-def efficientnet_b4(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B4: width 1.4, depth 1.8, 380x380 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b4", **kwargs)
+def efficientnet_b4(
+    drop_rate: float = VARIANTS["efficientnet_b4"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B4: width 1.4, depth 1.8, 380x380 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b4", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b5")
 @input_size(VARIANTS["efficientnet_b5"][2])
-def efficientnet_b5(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B5: width 1.6, depth 2.2, 456x456, BN eps 1e-3 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b5", **kwargs)
+def efficientnet_b5(
+    drop_rate: float = VARIANTS["efficientnet_b5"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B5: width 1.6, depth 2.2, 456x456, BN eps 1e-3 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b5", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b6")
 @input_size(VARIANTS["efficientnet_b6"][2])
-def efficientnet_b6(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B6: width 1.8, depth 2.6, 528x528, BN eps 1e-3 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b6", **kwargs)
+def efficientnet_b6(
+    drop_rate: float = VARIANTS["efficientnet_b6"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B6: width 1.8, depth 2.6, 528x528, BN eps 1e-3 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b6", drop_rate=drop_rate, **kwargs)
 
 
 @BACKBONES.register("efficientnet_b7")
 @input_size(VARIANTS["efficientnet_b7"][2])
-def efficientnet_b7(**kwargs: Any) -> EfficientNet:
-    """EfficientNet-B7, the largest: width 2.0, depth 3.1, 600x600 (seed 001 l.5870-5906)."""
-    return _create_efficientnet("efficientnet_b7", **kwargs)
+def efficientnet_b7(
+    drop_rate: float = VARIANTS["efficientnet_b7"][3], **kwargs: Any
+) -> EfficientNet:
+    """EfficientNet-B7, the largest: width 2.0, depth 3.1, 600x600 (seed 001 §6.5, Fig 6.15)."""
+    return _create_efficientnet("efficientnet_b7", drop_rate=drop_rate, **kwargs)

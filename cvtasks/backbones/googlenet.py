@@ -1,8 +1,8 @@
 """GoogLeNet (Inception v1), as seed 001 describes it, with its intermediate losses.
 
 The inception network "works by composing multiple sub-networks into a bigger network": nine
-inception modules in series (seed ``001_db1636ab9a81b446.txt``, cited as "seed 001 l.N",
-l.5628-5633, l.5713-5716), each the four parallel paths of Fig 6.13 (l.5640-5712, built by
+inception modules in series (seed 001 §6.5, "Inception and
+Networks within a Network"), each the four parallel paths of Fig 6.13 (built by
 :class:`cvtasks.layers.Inception`): ``1x1 | 1x1→3x3 | 1x1→5x5 | 3x3 max-pool→1x1``. At 224x224:
 
 ===========  ===================================================  ==========
@@ -29,29 +29,29 @@ head         global average pool, dropout 0.4, linear             num_classes
 ===========  ===================================================  ==========
 
 That is the seed's "22 parameterized layers with a total of 9 inception modules, two
-convolutional layers as initial layers, and only a single dense layer at the output" (l.5729-5732):
+convolutional layers as initial layers, and only a single dense layer at the output":
 3 stem convolutions (the seed counts the 1x1 reduction conv2 with conv3) + 2 per module + 1 dense
 layer = 22 deep. The channel table is Table 1 of Szegedy et al. 2014, the paper the seed cites.
 
 Decisions:
 
-* **Real 5x5 convolutions** on the third path, as the seed says (l.5698-5703). torchvision's
+* **Real 5x5 convolutions** on the third path, as the seed says (Fig 6.13). torchvision's
   GoogLeNet uses 3x3 there (its issue #906), so torchvision checkpoints do not fit and are refused
   with that explanation; ``pretrained`` loads cvtasks' own checkpoints of this network.
-* **BatchNorm after every convolution** (:class:`cvtasks.layers.ConvNormAct`, torchvision's
-  layout). The 2014 network had none: it relied on local response normalization in the stem and
-  on the intermediate losses to get gradients into the early layers. With BN (the "batch
-  normalization inception model", seed 001 l.6777) it trains from scratch with a plain optimizer.
-  ``norm_layer=None`` gives the 2014 convolutions with bias (without LRN): 6,998,552 parameters
-  with a 1000-class classifier and no auxiliary heads (BN: 7,005,832). The seed's "about 6.8
-  million" (l.5724) is the rounded total that the 2014 paper quotes; the tests count the layers.
+* **BatchNorm after every convolution** (:class:`cvtasks.layers.ConvNormAct`, torchvision's layout).
+  The 2014 network had none: it relied on local response normalization in the stem and on the
+  intermediate losses to get gradients into the early layers. With BN (the "batch normalization
+  inception model", seed 001's notes and references) it trains from scratch with a plain optimizer.
+  ``norm_layer=None`` gives the 2014 convolutions with bias (without LRN): 6,998,552 parameters with
+  a 1000-class classifier and no auxiliary heads (BN: 7,005,832). The seed's "about 6.8 million" is
+  the rounded total that the 2014 paper quotes; the tests count the layers.
 * **Max-pools round up** (``ceil_mode``), as the original Caffe model and torchvision: a window
   hanging over the right/bottom edge pools the elements it covers (the partial windows of
-  seed 003 l.787-818), so 112 → 56 → 28 → 14 → 7.
+  seed 003's SAS notes), so 112 → 56 → 28 → 14 → 7.
 
 Intermediate losses: "in addition to the final loss function at the exit of the network, the loss
 is also computed at various intermediate exit points and the gradient based optimization uses the
-sum of all loss functions" (seed 001 l.5718-5721). :class:`InceptionAux` heads on the outputs of
+sum of all loss functions" (seed 001 §6.5). :class:`InceptionAux` heads on the outputs of
 inception4a (512 ch) and inception4d (528 ch) exist only after :meth:`GoogLeNet.init_aux` (the
 classification task calls it when ``aux_weight > 0``) or with ``aux_logits=True``. They run only
 in :meth:`GoogLeNet.forward_features_aux`, which the task uses in training;
@@ -63,15 +63,15 @@ inception4e (832, 16), inception5b (1024, 32).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, _check_head_args, load_pretrained
-from cvtasks.layers import ConvNormAct, Inception
+from cvtasks.backbones.base import Backbone
+from cvtasks.backbones.weights import StateDict, build_with_weights
+from cvtasks.layers import ConvNormAct, Inception, check_head_args
 from cvtasks.layers.norm import NormLayer
 from cvtasks.registry import BACKBONES
 
@@ -91,7 +91,7 @@ AUX_INPUTS = {"aux1": 512, "aux2": 528}  # inception4a and inception4d outputs
 
 
 class InceptionAux(nn.Module):
-    """An intermediate exit point (seed 001 l.5718): pool, 1x1 conv 128, FC 1024, dropout, FC.
+    """An intermediate exit point (seed 001 §6.5): pool, 1x1 conv 128, FC 1024, dropout, FC.
 
     Szegedy et al. 2014 §5: 5x5 average pooling with stride 3 (4x4 out of the 14x14 maps of a
     224x224 input), a 1x1 convolution with 128 filters and ReLU, a fully connected layer of 1024
@@ -143,9 +143,6 @@ class GoogLeNet(Backbone):
             :meth:`init_aux`, so leave this off there.
         aux_drop_rate: dropout in the auxiliary classifiers (0.7 in Szegedy et al. 2014).
         norm_layer: norm after every convolution; ``None`` gives the 2014 convolutions with bias.
-        pretrained: a local weights file of this network in cvtasks' layout (torchvision's
-            GoogLeNet has 3x3 convolutions on the third path and does not fit). A checkpoint
-            made for other ``in_chans`` loads all but the stem convolution.
 
     Attributes:
         aux_enabled: whether the auxiliary classifiers exist (``forward_features_aux`` works).
@@ -163,10 +160,9 @@ class GoogLeNet(Backbone):
         aux_logits: bool = False,
         aux_drop_rate: float = 0.7,
         norm_layer: NormLayer = "batchnorm",
-        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        _check_head_args(num_classes, aux_drop_rate)
+        check_head_args(num_classes, aux_drop_rate, dropout_name="aux_drop_rate", minimum=0)
         if aux_logits and not num_classes:
             raise ValueError(
                 "aux_logits=True needs num_classes > 0 (the auxiliary classifiers predict "
@@ -211,8 +207,6 @@ class GoogLeNet(Backbone):
         self._init_weights()
         if aux_logits:
             self.init_aux(num_classes)
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=_refuse_torchvision_googlenet)
 
     def _init_weights(self, root: nn.Module | None = None) -> None:
         # He init over the fan-in keeps the activations' scale through 22 ReLU layers even
@@ -240,7 +234,7 @@ class GoogLeNet(Backbone):
         Raises:
             ValueError: ``num_classes`` is not a positive int.
         """
-        _check_head_args(num_classes, self.aux_drop_rate)
+        check_head_args(num_classes, self.aux_drop_rate, dropout_name="aux_drop_rate", minimum=0)
         if not num_classes:
             raise ValueError("init_aux needs num_classes > 0")
         if self.aux_enabled and self.aux1.fc2.out_features == num_classes:
@@ -301,7 +295,7 @@ def _refuse_torchvision_googlenet(state: StateDict, model: nn.Module) -> StateDi
         raise ValueError(
             "this checkpoint has 3x3 convolutions on the inception modules' third path, as "
             "torchvision's GoogLeNet does; cvtasks' googlenet follows the seed (seed 001 "
-            "l.5698-5703) with real 5x5 convolutions there, so torchvision weights do not fit. "
+            "Fig 6.13) with real 5x5 convolutions there, so torchvision weights do not fit. "
             "Use torchvision.models.googlenet for them, or train this network."
         )
     return state
@@ -309,5 +303,12 @@ def _refuse_torchvision_googlenet(state: StateDict, model: nn.Module) -> StateDi
 
 @BACKBONES.register("googlenet")
 def googlenet(**kwargs: Any) -> GoogLeNet:
-    """GoogLeNet: stem, nine inception modules with 5x5 paths, 1024 features (seed 001)."""
-    return GoogLeNet(**kwargs)
+    """GoogLeNet: stem, nine inception modules with 5x5 paths, 1024 features (seed 001).
+
+    ``pretrained`` is a local weights file of this network in cvtasks' layout (torchvision's
+    GoogLeNet has 3x3 convolutions on the third path and does not fit). A checkpoint made for
+    other ``in_chans`` loads all but the stem convolution.
+    """
+    return build_with_weights(
+        GoogLeNet, "googlenet", key_map=_refuse_torchvision_googlenet, **kwargs
+    )

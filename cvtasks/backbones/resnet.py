@@ -1,12 +1,13 @@
-"""ResNet-18/34/50/101/152: residual stages behind a strided 7x7 stem.
+"""ResNet-10/18/34/50/101/152: residual stages behind a strided stem.
 
 A residual block adds its input to the output of a few convolutions, "typically before the
-application of an activation function" (seed 001 Fig 6.14, l.5814-5818), so a block whose
-convolutions output about zero is about the identity (l.5832-5862), the function the seed
-hypothesises deep layers should stay near (l.5785-5800). When a block changes the channel count
-or the resolution, "we use one by one convolutions" on the shortcut (l.5829-5830).
+application of an activation function" (seed 001 §6.5, Fig 6.14), so a block whose
+convolutions output about zero is about the identity, the function the seed ("Residual Connections")
+hypothesises deep layers should stay near. When a block changes the channel count
+or the resolution, "we use one by one convolutions" on the shortcut.
 The blocks are :class:`cvtasks.layers.BasicBlock` (two 3x3) and :class:`cvtasks.layers.Bottleneck`
-(1x1 → 3x3 → 1x1, 4x expansion, stride on the 3x3 as in torchvision's ResNet v1.5).
+(1x1 → 3x3 → 1x1, 4x expansion, stride on the 3x3 as in torchvision's ResNet v1.5), each
+dropping its residual branch with its own ``drop_path`` probability.
 
 ====================  ======================  ==========  ===========  =========
 modules               what                    ResNet-18   ResNet-50    reduction
@@ -18,80 +19,104 @@ modules               what                    ResNet-18   ResNet-50    reduction
 ``layer2``            first block stride 2    128         512          8
 ``layer3``            first block stride 2    256         1024         16
 ``layer4``            first block stride 2    512         2048         32
-``global_pool fc``    average pool, linear    classes     classes
+``fc``                average pool, linear    classes     classes
 ====================  ======================  ==========  ===========  =========
 
-Blocks per stage: 18 (2, 2, 2, 2), 34 (3, 4, 6, 3) with :class:`BasicBlock`; 50 (3, 4, 6, 3),
-101 (3, 4, 23, 3), 152 (3, 8, 36, 3) with :class:`Bottleneck`. ``forward_features`` returns the
-stem activation (``act1``, before the max-pool) and the four stages, as timm's ``feature_info``
-does, so decoders get every scale from 1/2 to 1/32.
+Blocks per stage: 10 (1, 1, 1, 1), 18 (2, 2, 2, 2), 34 (3, 4, 6, 3) with :class:`BasicBlock`;
+50 (3, 4, 6, 3), 101 (3, 4, 23, 3), 152 (3, 8, 36, 3) with :class:`Bottleneck`.
+``forward_features`` returns the stem activation (``act1``, before the max-pool) and the four
+stages, as timm's ``feature_info`` does, so decoders get every scale from 1/2 to 1/32.
 
 Module names are torchvision's, which timm's ResNet shares, so both libraries' checkpoints load
 key for key; only the stem (``stem_weight``) is re-initialised when ``in_chans`` differs from
 the checkpoint's. ``drop_path_rate`` drops residual branches per sample (stochastic
 depth), rising linearly from 0 at the first block to the rate at the last, as in timm.
+
+Narrower and shallower networks for small images take timm's knobs, with the same meaning and
+the same state-dict keys: ``channels`` (the four stage widths), ``stem_width``, ``layers`` (blocks
+per stage), ``stem_type="deep"``/``"deep_tiered"`` (three 3x3 convs instead of the 7x7, ``3/4 ·
+stem_width``, ``stem_width``, ``2 · stem_width`` channels for the tiered one), ``avg_down``
+(average-pooling projection shortcuts) and ``out_indices`` (which of the five maps are features;
+stages past the deepest one are not built). ``conf/backbone/resnet10_tiny.yaml`` is timm's
+``resnet10t`` at widths 16-128 this way, ``conf/backbone/resnet18_narrow.yaml`` a ResNet-18 at
+widths 32-256 up to 1/16.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, load_pretrained
-from cvtasks.layers import BasicBlock, Bottleneck, DropPath, make_activation, make_norm
+from cvtasks.backbones.base import Backbone
+from cvtasks.backbones.weights import build_with_weights
+from cvtasks.layers import BasicBlock, Bottleneck, make_activation, make_norm
 from cvtasks.layers.norm import NormLayer
 from cvtasks.registry import BACKBONES
 
 STAGE_WIDTHS = (64, 128, 256, 512)  # conv widths per stage; a Bottleneck outputs 4x as many
 STEM_WIDTH = 64
+STEM_TYPES = ("", "deep", "deep_tiered")
+ALL_FEATURES = (0, 1, 2, 3, 4)  # act1 (the stem) and layer1-layer4
 
 
-class _DropsBranch(nn.Module):
-    """Mixin for a residual block: a ``drop_path_rate`` keyword and the ``drop_path`` it builds.
+def _stem(
+    in_chans: int, stem_width: int, stem_type: str, norm_layer: NormLayer, act_layer: Any
+) -> tuple[nn.Module, int]:
+    """``conv1`` and its output channels: a 7x7/2 conv, or timm's deep stem of three 3x3 convs.
 
-    ``drop_path`` has no parameters, so the block keeps its parent's parameters and state-dict
-    keys; it is ``nn.Identity`` at rate 0, so the default network is exactly torchvision's graph.
+    The deep stem's first two convs carry their norm and activation inside ``conv1`` (timm's
+    layout: ``conv1.0``, ``conv1.1``, ``conv1.3``, ``conv1.4``, ``conv1.6``); the last one's norm is
+    ``bn1``, as for the 7x7 stem.
     """
-
-    def __init__(self, *args: Any, drop_path_rate: float = 0.0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-
-
-class ResBasicBlock(_DropsBranch, BasicBlock):
-    """:class:`BasicBlock` whose residual branch is dropped per sample with ``drop_path_rate``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``act(drop_path(F(x)) + shortcut(x))``."""
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.act2(self.drop_path(out) + shortcut)
+    if not stem_type:
+        return nn.Conv2d(in_chans, stem_width, 7, stride=2, padding=3, bias=False), stem_width
+    mid = (3 * (stem_width // 4), stem_width) if stem_type == "deep_tiered" else (stem_width,) * 2
+    out = 2 * stem_width
+    return nn.Sequential(
+        nn.Conv2d(in_chans, mid[0], 3, stride=2, padding=1, bias=False),
+        make_norm(norm_layer, mid[0]),
+        make_activation(act_layer),
+        nn.Conv2d(mid[0], mid[1], 3, padding=1, bias=False),
+        make_norm(norm_layer, mid[1]),
+        make_activation(act_layer),
+        nn.Conv2d(mid[1], out, 3, padding=1, bias=False),
+    ), out
 
 
-class ResBottleneck(_DropsBranch, Bottleneck):
-    """:class:`Bottleneck` whose residual branch is dropped per sample with ``drop_path_rate``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``act(drop_path(F(x)) + shortcut(x))``."""
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.act2(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.act3(self.drop_path(out) + shortcut)
+def _check_args(
+    layers: Sequence[int],
+    channels: Sequence[int],
+    stem_type: str,
+    out_indices: Sequence[int],
+    drop_path_rate: float,
+) -> None:
+    counts_ok = all(isinstance(n, int) and n > 0 for n in layers)
+    if len(layers) != len(STAGE_WIDTHS) or not counts_ok:
+        raise ValueError(f"layers must be four block counts >= 1, got {list(layers)!r}")
+    widths_ok = all(isinstance(c, int) and c > 0 for c in channels)
+    if len(channels) != len(STAGE_WIDTHS) or not widths_ok:
+        raise ValueError(f"channels must be four stage widths >= 1, got {list(channels)!r}")
+    if stem_type not in STEM_TYPES:
+        raise ValueError(f"stem_type must be one of {STEM_TYPES}, got {stem_type!r}")
+    if not out_indices or any(i not in ALL_FEATURES for i in out_indices):
+        raise ValueError(
+            f"out_indices must name feature maps among {list(ALL_FEATURES)} (0: the stem, 1-4: "
+            f"layer1-layer4), got {list(out_indices)!r}"
+        )
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
 
 
 class ResNet(Backbone):
     """A ResNet (see the module docstring for the stage table and the seed citations).
 
     Args:
-        block: :class:`ResBasicBlock` or :class:`ResBottleneck` (any block class taking
-            ``(in_chs, width, stride=, drop_path_rate=, norm_layer=, act_layer=)`` and exposing
-            ``out_chs``).
+        block: :class:`BasicBlock` or :class:`Bottleneck` (any block class taking
+            ``(in_chs, width, stride=, drop_path=, avg_down=, norm_layer=, act_layer=)`` and
+            exposing ``out_chs``).
         layers: blocks in each of the four stages.
         in_chans: input channels.
         num_classes: logits of :meth:`forward`; 0 returns the pooled last stage.
@@ -101,19 +126,19 @@ class ResNet(Backbone):
             shortcut (torchvision's ``zero_init_residual``; timm's default).
         norm_layer: norm after every conv (``"batchnorm"``, ``"groupnorm"``, a class).
         act_layer: non-linearity (``"relu"``, a class).
-        pretrained: a local torchvision, timm or cvtasks ResNet checkpoint of the same depth.
+        channels: conv widths of the four stages (a Bottleneck outputs 4x as many).
+        stem_width: channels of the 7x7 stem; half the output of a deep stem.
+        stem_type: ``""`` (7x7/2 conv), ``"deep"`` or ``"deep_tiered"`` (three 3x3 convs).
+        avg_down: projection shortcuts average-pool rather than stride (timm's ``avg_down``).
+        out_indices: which maps :meth:`forward_features` returns (0: the stem activation,
+            1-4: the stages); stages past the deepest one are not built.
 
     Raises:
-        ValueError: ``layers`` is not four positive block counts, or a bad ``drop_path_rate``.
+        ValueError: ``layers`` or ``channels`` are not four positive ints, an unknown
+            ``stem_type``, bad ``out_indices`` or a bad ``drop_path_rate``.
     """
 
-    stem_weight = "conv1.weight"
-
-    fuse_pairs = (("conv1", "bn1"),)  # the stem, for cvtasks.layers.fuse_batchnorm
-    variant: str = "resnet"  # the registered name, set by the variant functions
-
-    def extra_repr(self) -> str:
-        return f"variant={self.variant}"
+    fuse_pairs = (("conv1", "bn1"),)  # the 7x7 stem, for cvtasks.layers.fuse_batchnorm
 
     def __init__(
         self,
@@ -126,50 +151,53 @@ class ResNet(Backbone):
         zero_init_last: bool = False,
         norm_layer: NormLayer = "batchnorm",
         act_layer: str | type[nn.Module] = "relu",
-        pretrained: str | os.PathLike[str] | None = None,
+        channels: Sequence[int] = STAGE_WIDTHS,
+        stem_width: int = STEM_WIDTH,
+        stem_type: str = "",
+        avg_down: bool = False,
+        out_indices: Sequence[int] = ALL_FEATURES,
     ) -> None:
         super().__init__()
-        counts_ok = all(isinstance(n, int) and n > 0 for n in layers)
-        if len(layers) != len(STAGE_WIDTHS) or not counts_ok:
-            raise ValueError(f"layers must be four block counts >= 1, got {layers!r}")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        layers, channels = [int(n) for n in layers], [int(c) for c in channels]  # ListConfig
+        out_indices = tuple(int(i) for i in out_indices)
+        _check_args(layers, channels, stem_type, out_indices, drop_path_rate)
         self.in_chans = in_chans
+        self.out_indices = out_indices
+        self.stem_weight = "conv1.0.weight" if stem_type else "conv1.weight"
 
-        self.conv1 = nn.Conv2d(in_chans, STEM_WIDTH, 7, stride=2, padding=3, bias=False)
-        self.bn1 = make_norm(norm_layer, STEM_WIDTH)
+        self.conv1, in_chs = _stem(in_chans, stem_width, stem_type, norm_layer, act_layer)
+        self.bn1 = make_norm(norm_layer, in_chs)
         self.act1 = make_activation(act_layer)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.feature_info = [dict(num_chs=STEM_WIDTH, reduction=2, module="act1")]
+        infos = [dict(num_chs=in_chs, reduction=2, module="act1")]
 
-        in_chs, reduction, index, total = STEM_WIDTH, 4, 0, sum(layers)
-        for stage, (depth, width) in enumerate(zip(layers, STAGE_WIDTHS), start=1):
+        built = max(out_indices)  # stages past the deepest feature are not built
+        reduction, index, total = 4, 0, sum(layers[:built])
+        self.stages: list[str] = []
+        for stage, (depth, width) in enumerate(zip(layers[:built], channels), start=1):
             stride = 1 if stage == 1 else 2  # layer1 follows the max-pool at full stage width
             reduction *= stride
             blocks = []
             for i in range(depth):
-                rate = drop_path_rate * index / max(total - 1, 1)
                 blocks.append(
                     block(
                         in_chs,
                         width,
                         stride=stride if i == 0 else 1,  # the first block adapts the shape
-                        drop_path_rate=rate,
+                        drop_path=drop_path_rate * index / max(total - 1, 1),
+                        avg_down=avg_down,
                         norm_layer=norm_layer,
                         act_layer=act_layer,
                     )
                 )
                 in_chs, index = blocks[-1].out_chs, index + 1
             self.add_module(f"layer{stage}", nn.Sequential(*blocks))
-            self.feature_info.append(
-                dict(num_chs=in_chs, reduction=reduction, module=f"layer{stage}")
-            )
+            self.stages.append(f"layer{stage}")
+            infos.append(dict(num_chs=in_chs, reduction=reduction, module=f"layer{stage}"))
+        self.feature_info = [infos[i] for i in sorted(out_indices)]
         self.num_features = in_chs
         self.init_head(num_classes, drop_rate)
-
         self._init_weights(zero_init_last)
-        if pretrained:
-            load_pretrained(self, pretrained)
 
     def _init_weights(self, zero_init_last: bool) -> None:
         # torchvision's and timm's init: He normal on fan-out for every conv, norms at (1, 0),
@@ -183,26 +211,29 @@ class ResNet(Backbone):
                     module.zero_init_last()
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The stem activation and the four stages: ``[B, 64, H/2, W/2]`` … ``[B, C, H/32, W/32]``.
+        """The maps named by ``out_indices``: by default the stem activation and the four stages,
+        ``[B, 64, H/2, W/2]`` … ``[B, C, H/32, W/32]``.
 
         Sizes are ``ceil``-rounded per stride, e.g. 224 → 112, 56, 28, 14, 7.
         """
         x = self.act1(self.bn1(self.conv1(x)))
-        features = [x]
+        features = [x] if 0 in self.out_indices else []
         x = self.maxpool(x)
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            features.append(x)
+        for index, name in enumerate(self.stages, start=1):
+            x = getattr(self, name)(x)
+            if index in self.out_indices:
+                features.append(x)
         return features
 
 
 #: the block and the blocks per stage of each variant, as the module docstring lists them.
 ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
-    "resnet18": (ResBasicBlock, (2, 2, 2, 2)),
-    "resnet34": (ResBasicBlock, (3, 4, 6, 3)),
-    "resnet50": (ResBottleneck, (3, 4, 6, 3)),
-    "resnet101": (ResBottleneck, (3, 4, 23, 3)),
-    "resnet152": (ResBottleneck, (3, 8, 36, 3)),
+    "resnet10": (BasicBlock, (1, 1, 1, 1)),
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+    "resnet101": (Bottleneck, (3, 4, 23, 3)),
+    "resnet152": (Bottleneck, (3, 8, 36, 3)),
 }
 
 
@@ -210,39 +241,44 @@ def _create_resnet(variant: str, **kwargs: Any) -> ResNet:
     """Build a :class:`ResNet` from a variant's row of ``ARCHS`` plus the user's keywords.
 
     A keyword repeating the variant's ``block`` or ``layers`` raises ``TypeError``: depth is what
-    the name says.
+    the name says. torchvision, timm and cvtasks checkpoints share the layout, so ``pretrained``
+    needs no key map.
     """
     block, layers = ARCHS[variant]
-    model = ResNet(block=block, layers=layers, **kwargs)
-    model.variant = variant
-    return model
+    return build_with_weights(ResNet, variant, block=block, layers=layers, **kwargs)
+
+
+@BACKBONES.register("resnet10")
+def resnet10(**kwargs: Any) -> ResNet:
+    """ResNet-10: :class:`BasicBlock` x (1, 1, 1, 1), the depth of timm's ``resnet10t``."""
+    return _create_resnet("resnet10", **kwargs)
 
 
 @BACKBONES.register("resnet18")
 def resnet18(**kwargs: Any) -> ResNet:
-    """ResNet-18: :class:`ResBasicBlock` x (2, 2, 2, 2), 11.7M parameters with 1000 classes."""
+    """ResNet-18: :class:`BasicBlock` x (2, 2, 2, 2), 11.7M parameters with 1000 classes."""
     return _create_resnet("resnet18", **kwargs)
 
 
 @BACKBONES.register("resnet34")
 def resnet34(**kwargs: Any) -> ResNet:
-    """ResNet-34: :class:`ResBasicBlock` x (3, 4, 6, 3), 21.8M parameters with 1000 classes."""
+    """ResNet-34: :class:`BasicBlock` x (3, 4, 6, 3), 21.8M parameters with 1000 classes."""
     return _create_resnet("resnet34", **kwargs)
 
 
 @BACKBONES.register("resnet50")
 def resnet50(**kwargs: Any) -> ResNet:
-    """ResNet-50: :class:`ResBottleneck` x (3, 4, 6, 3), 25.6M parameters with 1000 classes."""
+    """ResNet-50: :class:`Bottleneck` x (3, 4, 6, 3), 25.6M parameters with 1000 classes."""
     return _create_resnet("resnet50", **kwargs)
 
 
 @BACKBONES.register("resnet101")
 def resnet101(**kwargs: Any) -> ResNet:
-    """ResNet-101: :class:`ResBottleneck` x (3, 4, 23, 3), 44.5M parameters with 1000 classes."""
+    """ResNet-101: :class:`Bottleneck` x (3, 4, 23, 3), 44.5M parameters with 1000 classes."""
     return _create_resnet("resnet101", **kwargs)
 
 
 @BACKBONES.register("resnet152")
 def resnet152(**kwargs: Any) -> ResNet:
-    """ResNet-152: :class:`ResBottleneck` x (3, 8, 36, 3), 60.2M parameters with 1000 classes."""
+    """ResNet-152: :class:`Bottleneck` x (3, 8, 36, 3), 60.2M parameters with 1000 classes."""
     return _create_resnet("resnet152", **kwargs)

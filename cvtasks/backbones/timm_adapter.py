@@ -17,13 +17,13 @@ model kept under ``model.`` (timm's ``FeatureGetterNet``). Keys of modules past 
 from __future__ import annotations
 
 import difflib
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import Backbone, StateDict, check_feature_info, load_pretrained
+from cvtasks.backbones.base import Backbone, check_feature_info
+from cvtasks.backbones.weights import StateDict, build_with_weights
 from cvtasks.registry import BACKBONES
 
 PREFIX = "timm/"
@@ -37,8 +37,6 @@ class TimmBackbone(Backbone):
         in_chans: input channels.
         num_classes: logits of :meth:`forward`; 0 returns pooled last-stage features.
         drop_rate: dropout before the classifier.
-        pretrained: a local ``.pth``/``.pt``/``.safetensors`` checkpoint of the full timm (or
-            matching torchvision) model.
         **kwargs: passed to ``timm.create_model`` (``out_indices``, ``drop_path_rate``, ...).
 
     Raises:
@@ -51,7 +49,6 @@ class TimmBackbone(Backbone):
         in_chans: int = 3,
         num_classes: int = 0,
         drop_rate: float = 0.0,
-        pretrained: str | os.PathLike[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -72,8 +69,6 @@ class TimmBackbone(Backbone):
         self.default_input_size = pretrained_input_size(model_name)[-1]
         self.num_features = self.feature_info[-1]["num_chs"]
         self.init_head(num_classes, drop_rate)
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=_timm_checkpoint_filter)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """timm's feature maps, one per entry of ``feature_info``."""
@@ -81,8 +76,18 @@ class TimmBackbone(Backbone):
 
 
 def create_timm_backbone(model_name: str, **kwargs: Any) -> TimmBackbone:
-    """Factory behind the ``timm/`` prefix: ``timm/resnet18`` → ``TimmBackbone("resnet18")``."""
-    return TimmBackbone(model_name, **kwargs)
+    """Factory behind the ``timm/`` prefix: ``timm/resnet18`` → ``TimmBackbone("resnet18")``.
+
+    ``pretrained`` is a local ``.pth``/``.pt``/``.safetensors`` checkpoint of the full timm (or
+    matching torchvision) model.
+    """
+    return build_with_weights(
+        TimmBackbone,
+        PREFIX + model_name,
+        key_map=_timm_checkpoint_filter,
+        model_name=model_name,
+        **kwargs,
+    )
 
 
 BACKBONES.register_prefix(PREFIX, create_timm_backbone)

@@ -1,13 +1,13 @@
 """VGG-11/13/16/19, plain and with BatchNorm: 3x3 convolutions and 2x2 max-pools, then three FCs.
 
-Every convolution is 3x3 with stride 1 and one zero on each side, followed by a ReLU; seed
-``001_db1636ab9a81b446.txt`` gives the padding as the total ``(p_h, p_v) = (2, 2)`` per axis of its
-output-size formula (6.17), so "the input height and width dimensions are identical to the output
-height and width dimensions" (seed 001 l.4886-4913). "All the pooling layers are max-pooling
-using 2x2 windows" of stride 2 without padding, so each halves the map: 224, 112, 56, 28, 14, 7
-(l.4914-4931); seed ``003_af0f319b25bc5693.txt`` l.428 describes the same layers. The variants
-differ only in how many convolutions each of the five stages stacks, written as data in ``CFGS``
-(a width per convolution, ``"M"`` for a max-pool, as in timm's ``vgg.py``):
+Every convolution is 3x3 with stride 1 and one zero on each side, followed by a ReLU; seed 001
+(§6.4, "Fully Connected Layers") gives the padding as the total ``(p_h, p_v) = (2, 2)`` per axis of
+its output-size formula (6.17), so "the input height and width dimensions are identical to the
+output height and width dimensions". "All the pooling layers are max-pooling using 2x2 windows" of
+stride 2 without padding, so each halves the map: 224, 112, 56, 28, 14, 7 (Table 6.1); the CS231n
+notes of seed 003 ("VGGNet in detail") describe the same layers. The variants differ only in how
+many convolutions each of the five stages stacks, written as data in ``CFGS`` (a width per
+convolution, ``"M"`` for a max-pool, as in timm's ``vgg.py``):
 
 ==========  ==========  ==========  ==========  ==========  =============  =========
 stage       VGG-11      VGG-13      VGG-16      VGG-19      output at 224  reduction
@@ -20,10 +20,10 @@ stages.4    512 x2      512 x2      512 x3      512 x4      512@7x7        32
 parameters  132,863,336 133,047,848 138,357,544 143,667,240 with 1000 classes
 ==========  ==========  ==========  ==========  ==========  =============  =========
 
-VGG-19 is the seed's Table 6.1 (seed 001 l.4975-5025): 16 convolutions of ``M_c·(M_c'·3·3 + 1)``
-parameters each (its formula (6.23), l.4564), 1,792 for the first, then the flattened
-``512·7·7 = 25,088`` vector (l.4936-4943) into fully connected layers of 4,096, 4,096 and 1,000
-outputs, 143,667,240 parameters in all (l.5025). VGG-16 is seed 003's walk-through (l.428-455,
+VGG-19 is the seed's Table 6.1 (seed 001 §6.4): 16 convolutions of ``M_c·(M_c'·3·3 + 1)``
+parameters each (its eq. 6.23), 1,792 for the first, then the flattened
+``512·7·7 = 25,088`` vector into fully connected layers of 4,096, 4,096 and 1,000
+outputs, 143,667,240 parameters in all. VGG-16 is seed 003's walk-through ("VGGNet in detail",
 "TOTAL params: 138M", weights without biases). The ``_bn`` forms put a BatchNorm between every
 convolution and its ReLU (torchvision's ``vgg*_bn``: the convolutions keep their bias), adding
 two parameters per channel, 5,504 to 11,008 in all; :func:`cvtasks.layers.fuse_batchnorm` folds
@@ -32,16 +32,15 @@ them away for inference.
 ``forward_features`` returns the output of each stage, after its max-pool. The classifier is
 torchvision's: an adaptive average pool to 7x7 (the size a 224 input gives; smaller maps are
 repeated, larger ones averaged), then fc1 25,088 → 4,096, ReLU, dropout, fc2 4,096 → 4,096, ReLU,
-dropout, fc 4,096 → ``num_classes``. Most parameters sit in fc1 (seed 003 l.450, l.457); without
-classes (``num_classes=0``) the fully connected layers are not built and :meth:`forward` returns
-the last stage averaged over positions, ``[B, 512]``. Module names differ from torchvision's
+dropout, fc 4,096 → ``num_classes``. Most parameters sit in fc1 (seed 003, "VGGNet in detail");
+without classes (``num_classes=0``) the fully connected layers are not built and :meth:`forward`
+returns the last stage averaged over positions, ``[B, 512]``. Module names differ from torchvision's
 (``stages.<stage>.<conv>.conv`` for ``features.<index>``); :func:`_vgg_checkpoint_filter` renames
 torchvision's keys, so its checkpoints load.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -49,9 +48,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained, rename_modules
-from cvtasks.backbones.common import FCHeadBackbone, init_torchvision_weights, run_stages
-from cvtasks.layers import ConvNormAct
+from cvtasks.backbones.base import Backbone
+from cvtasks.backbones.common import init_torchvision_weights, run_stages
+from cvtasks.backbones.weights import StateDict, build_with_weights, rename_modules
+from cvtasks.layers import ConvNormAct, FCHead, GlobalPool, check_head_args
 from cvtasks.layers.norm import NormLayer
 from cvtasks.registry import BACKBONES
 
@@ -79,7 +79,7 @@ def _split_stages(cfg: Sequence[int | str]) -> list[list[int]]:
     return stages[:-1]
 
 
-class VGG(FCHeadBackbone):
+class VGG(Backbone):
     """VGG (see the module docstring for the layer table and the seed citations).
 
     Args:
@@ -89,11 +89,12 @@ class VGG(FCHeadBackbone):
         in_chans: input channels.
         num_classes: logits of :meth:`forward`; 0 builds no fully connected layer.
         drop_rate: dropout after fc1 and after fc2 (torchvision: 0.5).
-        pretrained: a local weights file in cvtasks' layout or torchvision's ``vgg*`` one.
     """
 
+    classifier_modules = ("head",)
+    variant = "vgg"  # the registered name; build_with_weights sets it per variant
     stem_weight = "stages.0.0.conv.weight"
-    variant: str = "vgg"  # the registered name, set by _create_vgg
+    variant_args = ("cfg", "norm_layer")  # set by each variant, not by configs
 
     def __init__(
         self,
@@ -102,10 +103,9 @@ class VGG(FCHeadBackbone):
         in_chans: int = 3,
         num_classes: int = 0,
         drop_rate: float = 0.5,
-        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        _check_head_args(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate, dropout_name="drop_rate", minimum=0)
         self.cfg = list(cfg)
         self.in_chans = in_chans
         self.num_classes = num_classes
@@ -128,14 +128,17 @@ class VGG(FCHeadBackbone):
                 dict(num_chs=in_chs, reduction=2 ** (s + 1), module=f"stages.{s}")
             )
         self.num_features = in_chs
+        self.global_pool = GlobalPool("avg")  # the features path: pre_logits or no classes
         # torchvision's VGG drops out behind the ReLUs of fc1 and fc2.
-        self.init_fc_head(num_classes, drop_rate, POOL_SIZE, HIDDEN, dropout_first=False)
+        self.head = (
+            FCHead(in_chs, num_classes, drop_rate, POOL_SIZE, HIDDEN, dropout_first=False)
+            if num_classes
+            else nn.Identity()
+        )
 
         # torchvision's VGG init: He normal on fan-out for the convolutions (plain VGG-19 has no
         # norm to rescale 16 layers), norms at (1, 0), N(0, 0.01) for the linear layers.
         init_torchvision_weights(self, partial(nn.init.normal_, mean=0.0, std=0.01))
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=_vgg_checkpoint_filter)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The five stage outputs, at 1/2 ... 1/32 of the input: 112, 56, 28, 14, 7 at 224.
@@ -150,6 +153,13 @@ class VGG(FCHeadBackbone):
                 f"{MIN_SIZE}x{MIN_SIZE}; the network is defined for 224x224."
             )
         return run_stages(self.stages, x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits from the three fully connected layers, or the last stage averaged over
+        positions ``[B, num_features]`` when ``pre_logits`` or ``num_classes == 0``."""
+        if pre_logits or not self.num_classes:
+            return self.global_pool(x)
+        return self.head(x)
 
 
 # torchvision's classifier is one Sequential: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear.
@@ -179,10 +189,10 @@ def _torchvision_names(cfg: Sequence[int | str], has_norm: bool) -> dict[str, st
 
 
 def _vgg_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
-    """Rename torchvision's keys onto ours and keep a fresh stem for another ``in_chans``.
+    """Rename torchvision's keys onto ours; our own layout passes through.
 
-    Our own layout passes through; a checkpoint whose first convolution has another number of
-    input channels than the model leaves the model's freshly initialised weight there, with a
+    A first convolution made for another ``in_chans`` is left to
+    :func:`~cvtasks.backbones.weights.load_pretrained`, which keeps the model's fresh weight with a
     warning.
     """
     if "features.0.weight" in state:
@@ -196,9 +206,15 @@ def _vgg_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
 def _create_vgg(variant: str, **kwargs: Any) -> VGG:
     """Build a :class:`VGG` from the depth in ``variant`` (``"vgg19_bn"`` → ``CFGS["vgg19"]``)."""
     depth, _, norm = variant.partition("_")
-    model = VGG(CFGS[depth], norm_layer="batchnorm" if norm == "bn" else None, **kwargs)
-    model.variant = variant
-    return model
+    norm_layer = "batchnorm" if norm == "bn" else None
+    return build_with_weights(
+        VGG,
+        variant,
+        key_map=_vgg_checkpoint_filter,
+        cfg=CFGS[depth],
+        norm_layer=norm_layer,
+        **kwargs,
+    )
 
 
 @BACKBONES.register("vgg11")
@@ -215,13 +231,13 @@ def vgg13(**kwargs: Any) -> VGG:
 
 @BACKBONES.register("vgg16")
 def vgg16(**kwargs: Any) -> VGG:
-    """VGG-16 (configuration D): seed 003's walk-through (l.428-455), 138.4M parameters."""
+    """VGG-16 (configuration D): seed 003's walk-through ("VGGNet in detail"), 138.4M parameters."""
     return _create_vgg("vgg16", **kwargs)
 
 
 @BACKBONES.register("vgg19")
 def vgg19(**kwargs: Any) -> VGG:
-    """VGG-19 (configuration E): seed 001 Table 6.1 (l.4975-5025), 143.7M parameters."""
+    """VGG-19 (configuration E): seed 001 Table 6.1, 143.7M parameters."""
     return _create_vgg("vgg19", **kwargs)
 
 

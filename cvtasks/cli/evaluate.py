@@ -3,8 +3,8 @@
 The metrics come from the task's own test loop (Lightning's ``Trainer.test``), as at the end of
 training, so ``metrics.json`` repeats the run's ``test/*`` numbers on the same data. A second
 pass through the inference path (:class:`~cvtasks.inference.Predictor`) feeds the task's
-:class:`~cvtasks.cli.reports.Report`: its charts (confusion matrix, per-class IoU, PCK curve,
-ROC curve) and ``worst.png``, a grid of the worst test predictions.
+report (the :class:`~cvtasks.viz.report.Report` its class names): its charts (confusion matrix,
+per-class IoU, PCK curve, ROC curve) and ``worst.png``, a grid of the worst test predictions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from torch.utils.data import Dataset
 from cvtasks.cli.build import to_dict
 from cvtasks.cli.common import TrainedModel, load_trained, run_command
 from cvtasks.cli.outputs import refuse_run_folder
-from cvtasks.cli.reports import REPORTS
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.inference import Predictor
 from cvtasks.io import write_json
@@ -175,7 +174,7 @@ def write_plots(
 ) -> list[str]:
     """The task's charts and the worst-predictions grid from the first ``num_batches`` test
     batches (those the metrics saw); returns the files written."""
-    report_class = REPORTS.get(model.task_name)
+    report_class = getattr(model.task, "report", None)
     if report_class is None:
         log.info("task %s has no evaluation plots", model.task_name)
         return []

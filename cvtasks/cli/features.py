@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,5 +133,5 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console entry point (``python -m cvtasks features key=value ...``)."""
-    setup_hydra()
+    setup_hydra(sys.argv[1:])  # backbone=<a plugin's net> with plugins=[...] on the command line
     _hydra_main()

@@ -1,4 +1,7 @@
-"""``python -m cvtasks list backbones|heads|tasks|datasets|plugins [PATTERN]``.
+"""``python -m cvtasks list backbones|heads|tasks|datasets|plugins [PATTERN] [plugins=[...]]``.
+
+``plugins=[./my_net.py]`` loads plugins first, as ``train.py`` does, so their names are listed
+(each registered backbone is also a ``backbone=<name>`` choice of ``train.py``).
 
 Every line is a registered name and the first line of its docstring (backbones also show
 parameters, GFLOPs, input size and stages; plugins their module). reStructuredText markup of the
@@ -12,6 +15,7 @@ import re
 
 from cvtasks import plugins
 from cvtasks.cli.summary import HEADER, backbone_info
+from cvtasks.generated_configs import plugin_specs
 from cvtasks.registry import REGISTRIES
 
 #: ``:role:`text``` (Sphinx cross-references) and ````literal````, shown as their text.
@@ -65,3 +69,17 @@ def list_lines(kind: str, pattern: str | None = None) -> list[str]:
         lines.append(f"{'timm/<model_name>':20s} any timm model, e.g. timm/resnet18")
         return lines
     return [f"{name:24s} {describe(registry.get(name))}" for name in registry.names(pattern)]
+
+
+def list_command(args: list[str]) -> list[str]:
+    """The lines of ``list KIND [PATTERN] [plugins=[...]]``, after loading those plugins.
+
+    Raises:
+        KeyError: no kind, or one that is not a registry (the message lists the kinds).
+        ValueError: a ``plugins=`` value that is not a list of plugins.
+    """
+    listed = [a for a in args if not a.lstrip("+").startswith("plugins=")]
+    plugins.load(plugin_specs(args))
+    if not listed:
+        raise KeyError(f"nothing to list; choose one of {[*REGISTRIES, 'plugins']}")
+    return list_lines(listed[0], listed[1] if len(listed) > 1 else None)

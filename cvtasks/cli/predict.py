@@ -3,8 +3,9 @@
 Runs a trained checkpoint of any task on images of any size: each image is resized to the
 model's input and normalized as in training, predictions come back in pixels of the original
 image. Writes ``predictions.jsonl`` (one line per image: the task's per-image outputs plus
-``path``), ``pictures/<name>.png`` (the result drawn on the image), ``errors.jsonl`` (files that
-could not be read, each by name) and, for segmentation, ``masks/<name>.png``. Siamese models add
+``path``, as the task's view writes it), ``pictures/<name>.png`` (the result drawn on the image
+by the task's view; none for a task without a picture), ``errors.jsonl`` (files that could not
+be read, each by name) and, for segmentation, ``masks/<name>.png``. Siamese models add
 each image's nearest gallery identities (``gallery=DIR``; default: the other inputs) and, with
 ``pairs=FILE``, ``pairs.jsonl`` and a picture per pair.
 """
@@ -27,10 +28,10 @@ from torch.utils.data import DataLoader
 from cvtasks.cli.common import load_trained, run_command, save_picture, write_lines
 from cvtasks.cli.inputs import find_inputs, loader, picture_names
 from cvtasks.cli.outputs import refuse_output_inside_input
-from cvtasks.cli.render import RecordContext, view_for
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.data.images import read_image
 from cvtasks.inference import Predictor
+from cvtasks.viz.views import RecordContext, view_for
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     predictor = Predictor(model.task, cfg.device, cfg.compile, str(cfg.precision))
     log.info("predicting %d images with %s on %s", len(images), model.task_name, predictor.device)
     names = picture_names(images)
-    view = view_for(model.task_name)
+    view = view_for(predictor.task)
     records: list[dict[str, Any]] = []
 
     def on_result(result: dict[str, Any]) -> None:
@@ -73,8 +74,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         records.append({"path": path, **{k: v for k, v in record.items() if k != "path"}})
         if cfg.pictures and not is_pair_task(predictor):
             image = Image.fromarray(read_image(path))
-            picture = view.picture(image, result, predictor.task)
-            save_picture(picture, output / "pictures" / f"{names[path]}.png")
+            picture = view.picture(image, result)
+            if picture is not None:  # a task without a picture of its own gets none
+                save_picture(picture, output / "pictures" / f"{names[path]}.png")
 
     errors = run_batches(predictor, loader(images, model, cfg), on_result)
     if is_pair_task(predictor) and records:

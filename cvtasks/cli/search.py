@@ -22,12 +22,12 @@ from PIL import Image
 
 from cvtasks.cli.common import TrainedModel, save_picture, write_lines
 from cvtasks.cli.inputs import loader
-from cvtasks.cli.render import view_for
 from cvtasks.data.identity_folders import scan_identities
 from cvtasks.data.images import read_image
 from cvtasks.inference import Predictor
 from cvtasks.tasks.siamese import gallery_search
 from cvtasks.viz.pairs import draw_gallery
+from cvtasks.viz.views import view_for
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,8 @@ def score_pairs(
             image = Image.fromarray(read_image(a))
             other = Image.fromarray(read_image(b))
             result = {"other": other, "distance": d, "threshold": threshold}
-            picture = view_for(model.task_name).picture(image, result, predictor.task)
-            save_picture(picture, output / "pairs" / f"{k:04d}_{Path(a).stem}_{Path(b).stem}.png")
+            picture = view_for(predictor.task).picture(image, result)
+            if picture is not None:
+                name = f"{k:04d}_{Path(a).stem}_{Path(b).stem}.png"
+                save_picture(picture, output / "pairs" / name)
     write_lines(output / "pairs.jsonl", lines)

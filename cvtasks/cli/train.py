@@ -289,12 +289,25 @@ def resume_overrides(overrides: list[str]) -> list[str]:
 
 
 def main() -> None:
-    """Console entry point: check the group choices, resolve a resume, then hand over to Hydra."""
-    setup_hydra()
-    try:
-        check_group_choices(sys.argv[1:])
-        sys.argv[1:] = resume_overrides(sys.argv[1:])
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    _hydra_main()
+    """Console entry point: load the command line's plugins, check the group choices, resolve a
+    resume, then hand over to Hydra."""
+    # from the first line: a plugin loaded here may take a while, and SIGTERM's default kills
+    # the process without a word (train() watches again, with the run folder known)
+    with SigtermWatch() as sigterm:
+        sigterm.enter("the set-up of the run")
+        try:
+            try:
+                setup_hydra(sys.argv[1:])  # a plugin's backbone needs its config to compose
+                check_group_choices(sys.argv[1:])
+                sys.argv[1:] = resume_overrides(sys.argv[1:])
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
+                raise SystemExit(2) from None
+            _hydra_main()
+        except PreemptionError:
+            print(
+                "stopped by SIGTERM during the set-up of the run: nothing to resume yet: "
+                "run the same command again",
+                file=sys.stderr,
+            )
+            raise SystemExit(SIGTERM_EXIT) from None

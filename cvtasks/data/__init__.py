@@ -1,16 +1,25 @@
 """Data: DataModules, readers for on-disk formats, albumentations pipelines, built-in datasets.
 
-Importing this package registers its datasets (``image_folder``, ``digits``) in ``DATASETS``;
-the registry does so on its first read.
+Importing this package registers every dataset in ``DATASETS`` (the registry does so on its first
+read): the readers of data people have, each in the module of its registry name (``image_folder``,
+``image_masks``, ``identity_folders``, ``coco_boxes``, ``coco_keypoints``, ``voc_boxes``,
+``voc_segmentation``), and the built-in datasets of :mod:`cvtasks.data.builtin`, written into the
+cache in those same formats.
 """
 
-from cvtasks.data import builtin, coco, image_folder, voc  # noqa: F401 -- imported to register datasets
-from cvtasks.data.coco_keypoints import CocoKeypointsDataModule  # noqa: F401 -- registers it
+from cvtasks.data import (  # noqa: F401 -- imported to register their datasets
+    builtin,
+    coco_boxes,
+    coco_keypoints,
+    identity_folders,
+    image_folder,
+    image_masks,
+    voc_boxes,
+    voc_segmentation,
+)
 from cvtasks.data.datamodule import VisionDataModule
-from cvtasks.data.identity_folders import IdentityFoldersDataModule  # noqa: F401 -- registers it
 from cvtasks.data.image_folder import ImageFolderDataModule, ImageFolderDataset
 from cvtasks.data.images import BadImageError, BadImageWarning, read_image
-from cvtasks.data.voc_segmentation import VOCSegmentationDataModule  # noqa: F401 -- and image_masks
 
 __all__ = [
     "BadImageError",

@@ -2,7 +2,7 @@
 
 A reader (COCO JSON, VOC XML) turns its files into :class:`BoxSample` records (image path,
 label, box in pixels or ``None`` for *nothing*, declared size); :class:`BoxDataModule` splits,
-augments and batches them into the localization batch of DESIGN.md:
+augments and batches them into the localization batch of docs/architecture.md:
 
     image float[B,3,H,W], label int64[B] (0 = nothing), box float[B,4] (cx, cy, w, h in [0,1]),
     orig_size int64[B,2] (height, width of the file), index int64[B] (sample index in its split)

@@ -8,7 +8,7 @@ Layouts understood (``data.root``):
   val / test, and a split without a pairs file is carved out of the remaining identities.
 
 Carving is by identity and seeded, so evaluation identities are never seen in training (open
-set). Evaluation uses pairs (seed 001 l.6335-6470: an anchor image against another image, same
+set). Evaluation uses pairs (seed 001 §6.6, Fig 6.17: an anchor image against another image, same
 or different): an LFW-style pairs file (:mod:`cvtasks.data.pairs`), or ``num_pairs`` pairs drawn
 with a fixed seed. Training batches hold P identities x K images:
 :class:`~cvtasks.data.identity_sampler.IdentityBatchSampler`.

@@ -1,8 +1,8 @@
 """Training batches of P identities x K images, each process its own share under DDP.
 
-Batch-hard and semi-hard triplet mining (:mod:`cvtasks.losses.metric_learning`) need several
-images of each person in a batch, and several people: every anchor then has positives and
-negatives to choose from (seed 001 l.6682: the triplet loss needs "a properly curated dataset").
+Batch-hard and semi-hard triplet mining (:mod:`cvtasks.losses.metric_learning`) need several images
+of each person in a batch, and several people: every anchor then has positives and negatives to
+choose from (seed 001 §6.6, after eq. 6.28: the triplet loss needs "a properly curated dataset").
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Format-neutral: a reader (COCO JSON: :mod:`cvtasks.data.coco_keypoints`) produce
 to the object's box, and runs :class:`KeypointTransform`, which moves points and box with the
 image and swaps left/right points after a mirroring.
 
-A sample of the dataset is a dict (the landmarks batch contract of DESIGN.md):
+A sample of the dataset is a dict (the landmarks batch of docs/architecture.md):
 
 * ``image``: ``float[3, H, W]`` normalized;
 * ``keypoints``: ``float[K, 2]`` in [0, 1] of the output image (``x`` by width, ``y`` by height);

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cvtasks.data.image_folder import stratified_split
-from cvtasks.data.image_masks import Pair, SegmentationDataModule, first_few
 from cvtasks.data.images import file_problem
+from cvtasks.data.mask_dataset import Pair
+from cvtasks.data.mask_folders import first_few
 from cvtasks.data.scan import DuplicateFileError, refuse_shared_files
+from cvtasks.data.segmentation_datamodule import SegmentationDataModule
 from cvtasks.registry import DATASETS
 
 VOC_CLASSES = (

@@ -7,22 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cvtasks.layers import make_activation
+from cvtasks.layers import check_head_args, make_activation
 from cvtasks.registry import HEADS
-
-
-def check_head_args(count: int, dropout: float = 0.0, what: str = "num_classes") -> None:
-    """Reject a head's output count below 1 or a dropout outside [0, 1), naming the key.
-
-    Args:
-        count: the outputs the head predicts (classes, keypoints).
-        dropout: the head's dropout probability.
-        what: how the message names ``count``.
-    """
-    if count < 1:
-        raise ValueError(f"{what} must be >= 1, got {count}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"task.head.dropout must be in [0, 1), got {dropout}")
 
 
 def pooled_mlp(

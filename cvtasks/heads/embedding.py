@@ -1,10 +1,10 @@
 """Siamese heads: pooled features → L2-normalized embedding, and the pair comparison network.
 
-Seed 001 (``001_db1636ab9a81b446.txt`` l.6283-6320, Fig. 6.17 at l.6382): two replicas of one
-network ``f_theta`` with shared parameters map the anchor image and the other image to embedding
+Seed 001 (§6.6, "Face Recognition, Siamese Networks, and Triplet Loss", Fig 6.17): two replicas of
+one network ``f_theta`` with shared parameters map the anchor image and the other image to embedding
 vectors, which a comparison module then judges "same" or "different". The replicas are one module
-here, applied to both images: :class:`EmbeddingHead` ends ``f_theta``, :class:`ComparisonNetwork`
-is ``f_c``.
+here, applied to both images: :class:`EmbeddingHead` ends ``f_theta``, :class:`ComparisonNetwork` is
+``f_c``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ComparisonNetwork(nn.Module):
     """The seed's comparison network ``f_c``: logistic regression on the embedding difference.
 
     "The comparison network is not too complex, and is often a shallow logistic regression model"
-    (seed 001 l.6347-6350). Its input is ``|f(x_a) - f(x_o)|`` element-wise, so the verdict does
+    (seed 001 §6.6, Fig 6.17). Its input is ``|f(x_a) - f(x_o)|`` element-wise, so the verdict does
     not depend on which image is the anchor; its output is the logit of "same person".
 
     Args:

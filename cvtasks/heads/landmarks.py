@@ -1,9 +1,9 @@
 """Landmark heads: ``K`` points per image, by direct regression or from heatmaps.
 
-Seed 001 §6.6 (``001_db1636ab9a81b446.txt`` l.6073-6077): for landmark detection "a list of
+Seed 001 §6.6 (Fig 6.16 (c)): for landmark detection "a list of
 coordinates of the locations of landmarks comprises the output", handled "in a similar spirit"
-to localization (l.6085-6087), i.e. a regression head on the final convolutional layer
-(l.6255-6258). Two heads give those coordinates:
+to localization, i.e. a regression head on the final convolutional layer ("Object
+Localization"). Two heads give those coordinates:
 
 * ``keypoint_regression``: pooled deepest features → fully connected layers → ``K x 2``
   coordinates and ``K`` visibility logits (the per-point confidence);
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvtasks.heads.classification import check_head_args, pooled_mlp
-from cvtasks.layers import ConvNormAct
+from cvtasks.heads.classification import pooled_mlp
+from cvtasks.layers import ConvNormAct, check_head_args
 from cvtasks.registry import HEADS
 
 

@@ -1,6 +1,6 @@
 """Single-object localization heads: class scores over ``C`` classes plus *nothing*, and one box.
 
-Seed 001 §6.6 (``001_db1636ab9a81b446.txt`` l.6094-6120) encodes the output as
+Seed 001 §6.6 ("Object Localization") encodes the output as
 ``(p_nothing, p_1, ..., p_C, y_x, y_y, y_h, y_w)``. Both heads here return
 
     {"logits": float[B, C + 1], "box": float[B, 4]}
@@ -8,7 +8,7 @@ Seed 001 §6.6 (``001_db1636ab9a81b446.txt`` l.6094-6120) encodes the output as
 with logit 0 for *nothing* and the box as ``(cx, cy, w, h)`` normalized to the image.
 
 * ``localization_fc`` is the seed's "regression head ... of fully connected layers" on the
-  final convolutional layer (l.6255-6258): pool the last map to a small grid, flatten, hidden
+  final convolutional layer: pool the last map to a small grid, flatten, hidden
   layers, then the scores and a sigmoid box.
 * ``localization`` (the default) keeps the map spatial. Every cell of the map proposes a box
   relative to its own position, ``(cell centre + offset, w, h)``, and an attention score; the
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvtasks.heads.classification import check_head_args, pooled_mlp
-from cvtasks.layers import ConvNormAct
+from cvtasks.heads.classification import pooled_mlp
+from cvtasks.layers import ConvNormAct, check_head_args
 from cvtasks.registry import HEADS
 
 #: how messages name ``num_classes`` here

@@ -1,10 +1,11 @@
 """Segmentation heads: backbone feature maps → per-pixel class logits at the input resolution.
 
-* ``fcn``: the fully convolutional network of seed 001 (l.5087-5165). A fully connected layer
-  ``z_j = sum_i W_ji x_i + b_j`` (eq. 6.24) equals a one by one convolution over a volume of
-  ``N x 1 x 1`` (eq. 6.25), so the classifier that would follow the pooled deepest features is
-  applied as 1x1 convolutions at every position of the deepest map instead ("convolutionalization",
-  l.5161), giving a coarse class map that is upsampled bilinearly to the input size.
+* ``fcn``: the fully convolutional network of seed 001 (§6.4, "One by One Convolutions and Fully
+  Convolutional Networks"). A fully connected layer ``z_j = sum_i W_ji x_i + b_j`` (eq. 6.24) equals
+  a one by one convolution over a volume of ``N x 1 x 1`` (eq. 6.25), so the classifier that would
+  follow the pooled deepest features is applied as 1x1 convolutions at every position of the deepest
+  map instead ("convolutionalization"), giving a coarse class map that is upsampled bilinearly to
+  the input size.
   :func:`conv_from_linear` turns trained ``nn.Linear`` layers into those convolutions.
 * ``unet``: a U-Net decoder. From the deepest map up, each step upsamples to the next shallower
   stage, concatenates that stage's map (the skip connection) and mixes with two 3x3
@@ -24,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvtasks.heads.classification import check_head_args
-from cvtasks.layers import ConvNormAct, make_activation
+from cvtasks.layers import ConvNormAct, check_head_args, make_activation
 from cvtasks.registry import HEADS
 
 
@@ -53,7 +53,7 @@ def _output_size(features: list[torch.Tensor], reduction: int) -> tuple[int, int
 
 @HEADS.register("fcn")
 class FCNHead(nn.Module):
-    """1x1 convolutions on the deepest map, upsampled bilinearly (seed 001 l.5157-5161).
+    """1x1 convolutions on the deepest map, upsampled bilinearly (seed 001 §6.4, eq. 6.25).
 
     Args:
         feature_info: the backbone's stages; the last one gives the input channels.

@@ -7,13 +7,13 @@ is asymmetric). The names are those of torchvision's GoogLeNet/Inception ``Basic
 torchvision's ``Conv2dNormActivation`` is an ``nn.Sequential`` (``0`` conv, ``1`` norm) and
 :func:`remap_conv_norm_act_keys` renames its keys.
 
-Padding (seed 003 l.600-700, "user-defined padding"):
+Padding (seed 003, SAS notes, "User-Defined Padding"):
 
 * ``"same"`` (default): ``d·(k - 1)`` zeros in total per axis, ``total // 2`` before and the rest
   after, so an odd total puts the extra zero on the right/bottom: a 1x4 filter pads one zero on
-  the left and two on the right (seed 003 l.626), a 1x2 filter none and one (l.669). Symmetric
+  the left and two on the right (SAS notes, on CPU), a 1x2 filter none and one (on GPU). Symmetric
   totals go to ``nn.Conv2d(padding=...)``; odd ones to an explicit ``nn.ZeroPad2d`` in ``pad``
-  (cuDNN has no asymmetric padding, seed 003 l.651). The padding does not depend on the input
+  (cuDNN has no asymmetric padding, SAS notes). The padding does not depend on the input
   size, so shapes stay static under ``torch.compile`` and the output is ``ceil(size / stride)``
   at every stride. For odd kernels this is torchvision's ``(k - 1) // 2 · d`` on both sides.
 * ``"tf_same"``: TensorFlow's ``SAME``. At stride 1 it equals ``"same"``; at stride > 1 it trims
@@ -208,7 +208,7 @@ def remap_conv_norm_act_keys(
     torchvision's layer is an ``nn.Sequential``: ``<path>.0.weight`` (conv),
     ``<path>.1.weight|bias|running_mean|...`` (norm). For every :class:`ConvNormAct` at ``<path>``
     in ``model`` these become ``<path>.conv.*`` and ``<path>.bn.*``; other keys pass through.
-    Usable as (or inside) a ``key_map`` of :func:`cvtasks.backbones.base.load_pretrained`.
+    Usable as (or inside) a ``key_map`` of :func:`cvtasks.backbones.weights.load_pretrained`.
 
     Args:
         state: checkpoint tensors by key, already laid out like ``model`` otherwise.

@@ -1,6 +1,6 @@
 """The Inception module: four parallel paths concatenated along the channels.
 
-Seed 001 Fig 6.13 (``001_db1636ab9a81b446.txt`` l.5640-5690), on a 192x28x28 input:
+Seed 001 Fig 6.13 (§6.5, "Inception and Networks within a Network"), on a 192x28x28 input:
 
 ========  =====================================  ==============  ================================
 path      layers                                 output          parameters (conv + bias)

@@ -1,6 +1,6 @@
 """EfficientNet's mobile inverted bottleneck (MBConv) with squeeze-and-excitation.
 
-EfficientNet (seed 001 l.5870-5906, Fig 6.15) scales one baseline built from MBConv blocks:
+EfficientNet (seed 001 §6.5, Fig 6.15) scales one baseline built from MBConv blocks:
 1x1 expansion → depthwise kxk → squeeze-and-excitation → 1x1 linear projection, with a residual
 connection when the block keeps the shape, dropped per sample during training (stochastic depth).
 
@@ -30,6 +30,7 @@ from torch import nn
 
 from cvtasks.layers.activations import make_activation
 from cvtasks.layers.conv import ActLayer, ConvNormAct, Padding
+from cvtasks.layers.drop import DropPath
 from cvtasks.layers.norm import NormLayer
 
 
@@ -52,56 +53,6 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
-
-
-def drop_path(x: torch.Tensor, p: float = 0.0, training: bool = False) -> torch.Tensor:
-    """Stochastic depth: zero whole samples of ``x`` with probability ``p``, scale the rest.
-
-    Each sample of the batch is kept with probability ``1 - p`` and then divided by ``1 - p``,
-    so the expected value is ``x``; at eval (``training=False``) or ``p == 0`` it is ``x``.
-    Applied to a residual branch it drops the whole block for that sample.
-
-    Args:
-        x: ``[B, ...]``.
-        p: drop probability in ``[0, 1]``.
-        training: whether to drop.
-
-    Returns:
-        ``x`` with some samples zeroed and the others scaled by ``1 / (1 - p)``.
-
-    Raises:
-        ValueError: ``p`` outside ``[0, 1]``.
-    """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"drop path probability must be in [0, 1], got {p!r}")
-    if not training or p == 0.0:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    if keep > 0.0:
-        mask = mask.div_(keep)
-    return x * mask
-
-
-class DropPath(nn.Module):
-    """:func:`drop_path` as a module, active in training mode only.
-
-    Args:
-        p: drop probability in ``[0, 1]``.
-    """
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"drop path probability must be in [0, 1], got {p!r}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Drop whole samples of ``x`` with probability ``p`` during training."""
-        return drop_path(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 class SqueezeExcite(nn.Module):
@@ -150,7 +101,8 @@ class MBConv(nn.Module):
         se_ratio: squeeze channels are ``max(1, int(in_chs · se_ratio))``, counted from the
             block's *input* channels as torchvision and the EfficientNet reference do; 0 or
             ``None`` builds no squeeze-and-excitation.
-        drop_path_rate: stochastic depth probability of the residual branch.
+        drop_path: stochastic depth, the probability of dropping the residual branch of a
+            sample in training (:class:`~cvtasks.layers.DropPath`).
         norm_layer: norm after each conv.
         act_layer: activation after the expansion, the depthwise conv and inside the SE.
         norm_kwargs: norm keywords (``{"eps": 1e-3}`` for EfficientNetV2-style checkpoints).
@@ -170,7 +122,7 @@ class MBConv(nn.Module):
         stride: int,
         expand_ratio: float,
         se_ratio: float | None = 0.25,
-        drop_path_rate: float = 0.0,
+        drop_path: float = 0.0,
         norm_layer: NormLayer = "batchnorm",
         act_layer: ActLayer = "silu",
         norm_kwargs: dict[str, Any] | None = None,
@@ -201,7 +153,7 @@ class MBConv(nn.Module):
         layers.append(ConvNormAct(mid_chs, out_chs, 1, act_layer=None, **opts))
         self.block = nn.Sequential(*layers)
         self.has_skip = stride == 1 and in_chs == out_chs
-        self.drop_path = DropPath(drop_path_rate)
+        self.drop_path = DropPath(drop_path)
         self.out_chs = out_chs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -58,12 +58,12 @@ class GlobalPool(nn.Module):
 class PartialWindowPool2d(nn.Module):
     """Max, average or L2 pooling that keeps windows hanging over the right/bottom edge.
 
-    Seed 003 l.787-818 (SAS notes): windows start at the left edge and step by the stride while
-    they start inside the input; a window past the edge "effectively becomes smaller". Over the
-    1x7 input ``[2, 4, 6, 1, 5, 3, 2]`` a 1x3 window at stride 1 gives max
-    ``[6, 6, 6, 5, 5, 3, 2]``, and the mean divides each window by its real elements (2 and 1 at
-    the end). At stride 1 the output has the input's size. The numbers come from
-    :func:`cvtasks.ops.pool.pool2d` with ``partial_windows=True``.
+    Seed 003, SAS notes ("Differences between Pooling and Convolution Padding"): windows start at
+    the left edge and step by the stride while they start inside the input; a window past the edge
+    "effectively becomes smaller". Over the 1x7 input ``[2, 4, 6, 1, 5, 3, 2]`` a 1x3 window at
+    stride 1 gives max ``[6, 6, 6, 5, 5, 3, 2]``, and the mean divides each window by its real
+    elements (2 and 1 at the end). At stride 1 the output has the input's size. The numbers come
+    from :func:`cvtasks.ops.pool.pool2d` with ``partial_windows=True``.
 
     Args:
         kernel_size: window, an int or ``(kh, kw)``.

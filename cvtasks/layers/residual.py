@@ -1,8 +1,8 @@
-"""Residual blocks: ``act(F(x) + shortcut(x))`` (seed 001 Fig 6.14, l.5814-5830).
+"""Residual blocks: ``act(F(x) + shortcut(x))`` (seed 001 §6.5, Fig 6.14).
 
 The shortcut bypasses the block's convolutions and is added "before the application of an
 activation function". When the block changes the channel count or the resolution the identity no
-longer fits, and "we use one by one convolutions" (seed 001 l.5829): the shortcut becomes a
+longer fits, and "we use one by one convolutions" (seed 001 §6.5): the shortcut becomes a
 strided 1x1 conv + norm (``downsample``, torchvision's option B).
 
 Layout and attribute names are torchvision's ResNet (v1.5: the stride of a :class:`Bottleneck`
@@ -13,7 +13,10 @@ sits on its 3x3 conv), so a torchvision ResNet state dict loads key for key:
 * :class:`Bottleneck`: ``conv1`` (1x1), ``bn1``, ``conv2`` (3x3, stride, groups), ``bn2``,
   ``conv3`` (1x1 → ``mid_chs · expansion``), ``bn3``, ``downsample.0/1``.
 
-Both list their conv/norm pairs in ``fuse_pairs`` for :func:`cvtasks.layers.fuse.fuse_batchnorm`.
+Both list their conv/norm pairs in ``fuse_pairs`` for :func:`cvtasks.layers.fuse.fuse_batchnorm`,
+and both take ``drop_path``, the stochastic depth of their residual branch: ``act(drop_path(F(x))
++ shortcut(x))``. At 0 (the default) the branch is never dropped and the block is exactly
+torchvision's; ``drop_path`` holds no parameters, so the state-dict keys are the same either way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 
 from cvtasks.layers.activations import make_activation
 from cvtasks.layers.conv import ActLayer
+from cvtasks.layers.drop import DropPath
 from cvtasks.layers.norm import NormLayer, make_norm
 
 
@@ -34,18 +38,36 @@ def _shortcut(
     stride: int,
     norm_layer: NormLayer,
     norm_kwargs: dict[str, Any] | None,
+    avg_down: bool = False,
 ) -> nn.Module | None:
-    """``None`` (identity) when the shapes match, else a strided 1x1 projection + norm."""
+    """``None`` (identity) when the shapes match, else a strided 1x1 projection + norm.
+
+    With ``avg_down`` the stride moves to a 2x2 average pool in front of an unstrided 1x1 conv,
+    so every input pixel reaches the shortcut (timm's ``downsample_avg``, the ResNet-D trick of
+    its ``resnet10t``); the pool is ``nn.Identity`` at stride 1, keeping timm's keys
+    ``downsample.1`` (conv) and ``downsample.2`` (norm).
+    """
     if stride == 1 and in_chs == out_chs:
         return None
-    return nn.Sequential(
-        nn.Conv2d(in_chs, out_chs, kernel_size=1, stride=stride, bias=False),
-        make_norm(norm_layer, out_chs, norm_kwargs),
+    norm = make_norm(norm_layer, out_chs, norm_kwargs)
+    if not avg_down:
+        conv = nn.Conv2d(in_chs, out_chs, kernel_size=1, stride=stride, bias=False)
+        return nn.Sequential(conv, norm)
+    pool: nn.Module = (
+        nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+        if stride > 1
+        else nn.Identity()
     )
+    return nn.Sequential(pool, nn.Conv2d(in_chs, out_chs, kernel_size=1, bias=False), norm)
 
 
 def _act(act_layer: ActLayer) -> nn.Module:
     return nn.Identity() if act_layer is None else make_activation(act_layer)
+
+
+def _drop_path(p: float) -> nn.Module:
+    """:class:`DropPath` for a rate above 0, else ``nn.Identity`` (torchvision's graph)."""
+    return DropPath(p) if p > 0 else nn.Identity()
 
 
 class BasicBlock(nn.Module):
@@ -59,6 +81,9 @@ class BasicBlock(nn.Module):
         norm_layer: norm after each conv (name, class or callable of the channel count).
         act_layer: activation after ``bn1`` and after the addition.
         norm_kwargs: norm keywords.
+        drop_path: stochastic depth, the probability of dropping the residual branch of a
+            sample in training.
+        avg_down: a projection shortcut average-pools instead of striding its 1x1 conv.
 
     Attributes:
         out_chs: output channels.
@@ -77,6 +102,8 @@ class BasicBlock(nn.Module):
         norm_layer: NormLayer = "batchnorm",
         act_layer: ActLayer = "relu",
         norm_kwargs: dict[str, Any] | None = None,
+        drop_path: float = 0.0,
+        avg_down: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(
@@ -86,8 +113,9 @@ class BasicBlock(nn.Module):
         self.act1 = _act(act_layer)
         self.conv2 = nn.Conv2d(out_chs, out_chs, 3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = make_norm(norm_layer, out_chs, norm_kwargs)
-        self.downsample = _shortcut(in_chs, out_chs, stride, norm_layer, norm_kwargs)
+        self.downsample = _shortcut(in_chs, out_chs, stride, norm_layer, norm_kwargs, avg_down)
         self.act2 = _act(act_layer)
+        self.drop_path = _drop_path(drop_path)
         self.out_chs = out_chs
 
     def zero_init_last(self) -> None:
@@ -100,7 +128,7 @@ class BasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.act2(out + shortcut)
+        return self.act2(self.drop_path(out) + shortcut)
 
 
 class Bottleneck(nn.Module):
@@ -116,6 +144,9 @@ class Bottleneck(nn.Module):
         norm_layer: norm after each conv.
         act_layer: activation after ``bn1``, ``bn2`` and the addition.
         norm_kwargs: norm keywords.
+        drop_path: stochastic depth, the probability of dropping the residual branch of a
+            sample in training.
+        avg_down: a projection shortcut average-pools instead of striding its 1x1 conv.
 
     Attributes:
         out_chs: ``mid_chs · expansion``.
@@ -136,6 +167,8 @@ class Bottleneck(nn.Module):
         norm_layer: NormLayer = "batchnorm",
         act_layer: ActLayer = "relu",
         norm_kwargs: dict[str, Any] | None = None,
+        drop_path: float = 0.0,
+        avg_down: bool = False,
     ) -> None:
         super().__init__()
         self.expansion = expansion
@@ -157,8 +190,9 @@ class Bottleneck(nn.Module):
         self.act2 = _act(act_layer)
         self.conv3 = nn.Conv2d(mid_chs, out_chs, 1, bias=False)
         self.bn3 = make_norm(norm_layer, out_chs, norm_kwargs)
-        self.downsample = _shortcut(in_chs, out_chs, stride, norm_layer, norm_kwargs)
+        self.downsample = _shortcut(in_chs, out_chs, stride, norm_layer, norm_kwargs, avg_down)
         self.act3 = _act(act_layer)
+        self.drop_path = _drop_path(drop_path)
         self.out_chs = out_chs
 
     def zero_init_last(self) -> None:
@@ -172,4 +206,4 @@ class Bottleneck(nn.Module):
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.act3(out + shortcut)
+        return self.act3(self.drop_path(out) + shortcut)

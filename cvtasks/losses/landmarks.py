@@ -1,10 +1,10 @@
 """Landmark losses: point regression (MSE, L1, wing) and MSE on Gaussian heatmaps.
 
-Seed 001 §6.6 (``001_db1636ab9a81b446.txt`` l.6073-6077) says landmark detection outputs "a list
-of coordinates of the locations of landmarks" and is handled "in a similar spirit to object
-localization" (l.6085-6087), whose localization loss is "a mean squared error ... or some
-variant" on the coordinates (l.6230-6233). Here the variants are L1 and the wing loss, and the
-heatmap form renders each point as a Gaussian blob that a fully convolutional head regresses.
+Seed 001 §6.6 (Fig 6.16 (c)) says landmark detection outputs "a list of coordinates of the locations
+of landmarks" and is handled "in a similar spirit to object localization", whose localization loss
+is "a mean squared error ... or some variant" on the coordinates ("Object Localization"). Here the
+variants are L1 and the wing loss, and the heatmap form renders each point as a Gaussian blob that a
+fully convolutional head regresses.
 
 Only points marked visible count: every loss averages over the visible points (or their heatmaps)
 of the batch, and a batch without any visible point gives a zero loss that still has a graph.

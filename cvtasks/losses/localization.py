@@ -1,8 +1,7 @@
 """The single-object localization loss of seed 001 §6.6: CE + gamma * 1[object] * box loss.
 
-Seed 001 (``001_db1636ab9a81b446.txt``) writes the output as
-``y_hat = (p_nothing, p_1, ..., p_C, y_x, y_y, y_h, y_w)`` (l.6094-6120) and the loss of one
-observation as (l.6205-6250)
+Seed 001 (§6.6, "Object Localization") writes the output as
+``y_hat = (p_nothing, p_1, ..., p_C, y_x, y_y, y_h, y_w)`` and the loss of one observation as
 
     C_classification(theta; y_hat, y) + gamma * (1 - y_1) * C_localization(theta; y_hat, y),
 
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvtasks.losses.boxes import cxcywh_to_xyxy, giou_loss
+from cvtasks.ops.boxes import cxcywh_to_xyxy, giou_loss
 
 BOX_LOSSES = ("mse", "smooth_l1", "giou")
 
@@ -108,7 +107,7 @@ class LocalizationLoss(nn.Module):
     """:func:`localization_loss` with its settings fixed, as a module.
 
     Args:
-        gamma: weight of the box term, > 0 (seed 001 l.6243; default 1).
+        gamma: weight of the box term, > 0 (the seed's gamma; default 1).
         box_loss: ``"mse"`` (seed), ``"smooth_l1"`` or ``"giou"``.
         smooth_l1_beta: the smooth-L1 threshold, in normalized units.
         label_smoothing: cross-entropy label smoothing in [0, 1).

@@ -4,14 +4,13 @@ Every loss here reads a batch of embeddings ``[B, D]`` and their identities ``[B
 P identities x K images batches of :class:`~cvtasks.data.identity_sampler.IdentityBatchSampler`)
 and forms its triplets or pairs inside the batch.
 
-The triplet loss is seed 001 eq. (6.27) (``001_db1636ab9a81b446.txt`` l.6473-6590):
-``C = max(||f(a) - f(s)||^2 - ||f(a) - f(d)||^2 + alpha, 0)`` for an anchor ``a``, an image ``s``
-of the same person and an image ``d`` of a different one; a triplet is "admissible" (zero loss)
-once ``d_same - d_different <= -alpha`` (eq. 6.28, l.6625-6660). The seed asks for "a properly
-curated dataset" of triplets (l.6682); here they are mined in each batch, batch-hard (Hermans et
-al., 2017: per anchor the farthest positive and the nearest negative) or semi-hard (FaceNet,
-Schroff et al., 2015: per positive pair the nearest negative that is still farther than the
-positive).
+The triplet loss is seed 001 eq. (6.27) (§6.6, "Face Recognition, Siamese Networks, and Triplet
+Loss"): ``C = max(||f(a) - f(s)||^2 - ||f(a) - f(d)||^2 + alpha, 0)`` for an anchor ``a``, an image
+``s`` of the same person and an image ``d`` of a different one; a triplet is "admissible" (zero
+loss) once ``d_same - d_different <= -alpha`` (eq. 6.28). The seed asks for "a properly curated
+dataset" of triplets; here they are mined in each batch, batch-hard (Hermans et al., 2017: per
+anchor the farthest positive and the nearest negative) or semi-hard (FaceNet, Schroff et al., 2015:
+per positive pair the nearest negative that is still farther than the positive).
 
 Mining selects by masks over the distance matrix (masked minima and maxima), never by boolean
 indexing or ``nonzero``: the number of triplets is data-dependent, and reading it would make the
@@ -61,7 +60,7 @@ def pair_distance(a: torch.Tensor, b: torch.Tensor, kind: str = "cosine") -> tor
     Args:
         a: ``[N, D]`` embeddings.
         b: ``[N, D]`` embeddings.
-        kind: ``"cosine"`` (``1 - cos``, in [0, 2]; the seed's production choice, l.6706-6719) or
+        kind: ``"cosine"`` (``1 - cos``, in [0, 2]; the seed's production choice) or
             ``"euclidean"`` (``||a - b||``).
 
     Returns:
@@ -267,7 +266,7 @@ class ContrastiveLoss(nn.Module):
 
 
 class ComparisonLoss(nn.Module):
-    """The seed's comparison network f_c trained on every pair of the batch (l.6313-6470).
+    """The seed's comparison network f_c trained on every pair of the batch (seed 001 Fig 6.17).
 
     f_c turns a pair of embeddings into the logit of "same person"; it is trained, together with
     the embedding network, by :func:`balanced_bce` on the batch's same/different pairs.

@@ -1,11 +1,10 @@
 """Segmentation losses: per-pixel cross-entropy, soft Dice, and their sum.
 
-Semantic segmentation classifies every pixel (seed 001 l.5987-5989), so the classification loss,
-categorical cross-entropy, applies per pixel; pixels whose target is the ignore index (255, VOC's
-object borders) count nowhere. Cross-entropy is dominated by the many easy background pixels;
-the Dice term, one minus the soft overlap ``2|P∩T| / (|P| + |T|)`` per class, weighs each class
-the same whatever its area, which is what mean IoU rewards (segmentation_models_pytorch's
-``DiceLoss``).
+Semantic segmentation classifies every pixel (seed 001 §6.6, Fig 6.16 (d)), so the classification
+loss, categorical cross-entropy, applies per pixel; pixels whose target is the ignore index (255,
+VOC's object borders) count nowhere. Cross-entropy is dominated by the many easy background pixels;
+the Dice term, one minus the soft overlap ``2|P∩T| / (|P| + |T|)`` per class, weighs each class the
+same whatever its area, which is what mean IoU rewards (segmentation_models_pytorch's ``DiceLoss``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = 255
+from cvtasks.ops.masks import IGNORE_INDEX
+
 LOSSES = ("ce", "dice", "ce_dice")
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from cvtasks.losses.boxes import cxcywh_to_xyxy, paired_box_iou
+from cvtasks.ops.boxes import cxcywh_to_xyxy, paired_box_iou
 
 # States are replaced, not updated in place (``x = x + y``), as torchmetrics' own metrics do: a
 # state reset inside ``torch.inference_mode`` (Lightning's validate/test) is an inference tensor

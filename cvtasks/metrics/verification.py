@@ -1,13 +1,12 @@
 """Pair verification: accuracy at a threshold, ROC AUC and TAR at a fixed FAR.
 
 A pair of images is judged "same person" when the distance of their embeddings is at most a
-threshold (seed 001 l.6335-6350: "same if the output ... is greater than a threshold, or otherwise
-different", with distance in place of the comparison network's probability). The threshold is
-chosen where it classifies the most pairs right; LFW's protocol chooses it on 9 of 10 folds and
+threshold (seed 001 §6.6, Fig 6.17: "same if the output ... is greater than a threshold, or
+otherwise different", with distance in place of the comparison network's probability). The threshold
+is chosen where it classifies the most pairs right; LFW's protocol chooses it on 9 of 10 folds and
 scores the 10th (:func:`kfold_accuracy`). ROC AUC and TAR at a FAR come from torchmetrics
-(``binary_auroc`` and ``binary_sensitivity_at_specificity``, the functional forms of
-``BinaryAUROC`` and ``BinarySensitivityAtSpecificity``), fed with ``-distance`` so that higher
-means "more alike".
+(``binary_auroc`` and ``binary_sensitivity_at_specificity``, the functional forms of ``BinaryAUROC``
+and ``BinarySensitivityAtSpecificity``), fed with ``-distance`` so that higher means "more alike".
 """
 
 from __future__ import annotations

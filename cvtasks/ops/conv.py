@@ -1,11 +1,11 @@
 """Reference convolutions: im2col + matrix multiply in 2-D, a Toeplitz matrix in 1-D.
 
-Both compute the *cross-correlation* ``z[t] = sum_i w[i] · x[t·S + i]`` that deep-learning
-libraries call convolution. Seed 001 defines convolution with a flipped kernel (eq. 6.1 l.360,
-eq. 6.7 l.1351) but then builds the layer from the unflipped sum (eq. 6.14 l.2537) and explains
-(l.2570-2645) that flipping only re-indexes learned parameters, so "in deep learning, the
-flipping operation is avoided". These functions follow eq. 6.14, which is what ``F.conv1d`` /
-``F.conv2d`` compute; the seed's flipped convolution is recovered by passing ``kernel.flip(-1)``.
+Both compute the *cross-correlation* ``z[t] = sum_i w[i] · x[t·S + i]`` that deep-learning libraries
+call convolution. Seed 001 defines convolution with a flipped kernel (§6.2, eq. 6.1 and eq. 6.7) but
+then builds the layer from the unflipped sum (§6.3, eq. 6.14) and explains right after eq. 6.15 that
+flipping only re-indexes learned parameters, so "in deep learning, the flipping operation is
+avoided". These functions follow eq. 6.14, which is what ``F.conv1d`` / ``F.conv2d`` compute; the
+seed's flipped convolution is recovered by passing ``kernel.flip(-1)``.
 """
 
 from __future__ import annotations
@@ -40,15 +40,15 @@ def conv2d_reference(
 ) -> Tensor:
     """2-D convolution as one matrix multiplication over im2col columns; equals ``F.conv2d``.
 
-    Seed 003 l.237-242 (CS231n, "Implementation as Matrix Multiplication"): every receptive
-    field is stretched into a column (``im2col``, here ``F.unfold``), every filter into a row, and
-    the layer is ``np.dot(w_row, x_col)`` reshaped to the output volume. Each output channel is
-    the sum over input channels of 2-D convolutions plus one bias (seed 001 eq. 6.20 l.3967,
-    eq. 6.21 l.4087); the column holds all input channels of a window, so the matrix product does
-    that sum. Padding, stride and dilation set the output size of seed 001 eq. 6.17 l.2839 with
-    ``p`` zeros on each side (seed 003 l.111: ``(W - F + 2P) / S + 1``, ``F = d·(K - 1) + 1``).
-    ``groups`` (not in the seeds; as in ``F.conv2d``) splits the channels into independent
-    convolutions: group ``g`` sees only its own slice of input channels and filters.
+    Seed 003, CS231n notes ("Implementation as Matrix Multiplication"): every receptive field is
+    stretched into a column (``im2col``, here ``F.unfold``), every filter into a row, and the layer
+    is ``np.dot(w_row, x_col)`` reshaped to the output volume. Each output channel is the sum over
+    input channels of 2-D convolutions plus one bias (seed 001 §6.3, eq. 6.20, eq. 6.21); the column
+    holds all input channels of a window, so the matrix product does that sum. Padding, stride and
+    dilation set the output size of seed 001 eq. 6.17 with ``p`` zeros on each side (seed 003,
+    CS231n notes: ``(W - F + 2P) / S + 1``, ``F = d·(K - 1) + 1``). ``groups`` (not in the seeds; as
+    in ``F.conv2d``) splits the channels into independent convolutions: group ``g`` sees only its
+    own slice of input channels and filters.
 
     Args:
         x: input ``[B, C_in, H, W]``.
@@ -121,25 +121,26 @@ def toeplitz_matrix(
 ) -> Tensor:
     """The 1-D convolution (cross-correlation) with ``kernel_1d`` as a banded Toeplitz matrix.
 
-    Seed 001 l.951-1017 writes the convolution ``z = f * g`` of a length-3 ``f`` and a length-6
-    ``g`` (the coefficients of a polynomial product, eq. 6.3 l.857) as ``z = T(f) g`` with an
-    8 x 6 Toeplitz matrix: constant along every diagonal, ``f`` running down each column
-    (l.1043-1100 gives the 8 x 3 ``T(g)`` the same way). The seed's product is the full, flipped
-    convolution; this matrix encodes the unflipped sum of seed 001 eq. 6.14 l.2537 that layers
-    compute (see the module docstring), over the zero-padded input:
+    Seed 001 §6.2 ("Multiplication of Polynomials and the Convolution Matrix") writes the
+    convolution ``z = f * g`` of a length-3 ``f`` and a length-6 ``g`` (the coefficients of a
+    polynomial product, eq. 6.3) as ``z = T(f) g`` with an 8 x 6 Toeplitz matrix: constant along
+    every diagonal, ``f`` running down each column (the same section gives the 8 x 3 ``T(g)`` the
+    same way). The seed's product is the full, flipped convolution; this matrix encodes the
+    unflipped sum of seed 001 eq. 6.14 that layers compute (see the module docstring), over the
+    zero-padded input:
 
         ``M[t, j] = kernel[j + P_before - t·S]`` when that index is in the kernel, else 0,
 
     so ``M @ x`` equals ``F.conv1d`` and the seed's ``T(f)`` is
     ``toeplitz_matrix(f.flip(0), len(g), padding=len(f) - 1)``. Rows past the first are the
-    previous row shifted right by ``S`` (for ``S = 1``, a Toeplitz matrix: seed 001 footnote 4,
-    l.1158, "constant values on the diagonals").
+    previous row shifted right by ``S`` (for ``S = 1``, a Toeplitz matrix: seed 001 §6.2,
+    footnote 4, "constant values on the diagonals").
 
     Args:
         kernel_1d: the kernel ``[K]``.
         input_length: length ``W`` of the input it multiplies.
         padding: zeros on each side, or ``(before, after)`` as :func:`same_padding` returns for
-            the seed's asymmetric case (seed 003 l.626: one zero left, two right).
+            the seed's asymmetric case (seed 003, SAS notes: one zero left, two right).
         stride: step ``S`` between outputs.
 
     Returns:
@@ -174,9 +175,9 @@ def conv1d_toeplitz(
 ) -> Tensor:
     """1-D convolution as the matrix-vector product ``toeplitz_matrix(kernel) @ x``.
 
-    Seed 001 l.1034-1037: the convolution "is a linear transformation given by the
-    matrix-vector product T(f) g". Equals ``F.conv1d`` (cross-correlation; see
-    :func:`toeplitz_matrix`).
+    Seed 001 §6.2 ("Multiplication of Polynomials and the Convolution Matrix"): the convolution "is
+    a linear transformation given by the matrix-vector product T(f) g". Equals ``F.conv1d``
+    (cross-correlation; see :func:`toeplitz_matrix`).
 
     Args:
         x_1d: input ``[W]``, or ``[..., W]`` for a batch of signals.

@@ -1,23 +1,24 @@
 """Reference 2-D pooling (max, average, L2) with optional partial right/bottom windows.
 
-Seed 001 l.4655-4699 defines pooling over a window ``I(i,k)`` of input pixels per output pixel:
-max-pooling takes the largest value, average-pooling divides the sum by ``|I(i,k)|``; the window
-moves like a convolution with stride and padding (l.4720-4747, Fig. 6.11 l.4704). Seed 003
-l.244 (CS231n) notes that "the same im2col idea can be reused to perform the pooling
-operation": windows are gathered with ``F.unfold`` and reduced along the window axis.
+Seed 001 §6.4 ("Pooling Layers") defines pooling over a window ``I(i,k)`` of input pixels per output
+pixel: max-pooling takes the largest value, average-pooling divides the sum by ``|I(i,k)|``; the
+window moves like a convolution with stride and padding (Fig 6.11). The CS231n notes of seed 003
+("Implementation as Matrix Multiplication") note that "the same im2col idea can be reused to perform
+the pooling operation": windows are gathered with ``F.unfold`` and reduced along the window axis.
 
 Padding. Padded positions belong to the window but never win: they are ``-inf`` for max (as in
 ``F.max_pool2d``) and zeros for the sums, and the average counts them (``count_include_pad=True``,
-PyTorch's default), since seed 001 l.2884 pads by "adding extra zero-valued pixels around the
-input". As in PyTorch, padding is at most half the window, so every window holds a real pixel.
+PyTorch's default), since seed 001 §6.3 ("Padding, Stride, and Dilation") pads by "adding extra
+zero-valued pixels around the input". As in PyTorch, padding is at most half the window, so every
+window holds a real pixel.
 
-Partial windows (seed 003 l.787-818, SAS notes). "The left edge of the pooling window always
-starts at the left edge of the input matrix" (l.793) and windows keep stepping by the stride as
-long as they start inside the input; a window hanging over the right/bottom edge "effectively
-becomes smaller" (l.812): over ``[2, 4, 6, 1, 5, 3, 2]`` a width-3, stride-1 max-pool gives
-``[6, 6, 6, 5, 5, 3, 2]`` (l.804-810) and the mean divides the last two windows by 2 and 1
-(l.816). "For pooling strides of 1, you always get an output matrix with the same dimensions as
-the input matrix" (l.818). Starting at the left edge of the padded input, that is
+Partial windows (seed 003, SAS notes, "Differences between Pooling and Convolution Padding"). "The
+left edge of the pooling window always starts at the left edge of the input matrix" and windows keep
+stepping by the stride as long as they start inside the input; a window hanging over the
+right/bottom edge "effectively becomes smaller": over ``[2, 4, 6, 1, 5, 3, 2]`` a width-3, stride-1
+max-pool gives ``[6, 6, 6, 5, 5, 3, 2]`` and the mean divides the last two windows by 2 and 1. "For
+pooling strides of 1, you always get an output matrix with the same dimensions as the input matrix".
+Starting at the left edge of the padded input, that is
 
     ``n = ceil((W + P) / S)`` windows (``ceil(W / S)`` without padding),
 
@@ -59,15 +60,17 @@ def pool_output_size(
     """Number of pooling windows along one axis.
 
     Without partial windows the windows must fit the padded input and the count rounds down,
-    ``floor((W + 2P - F) / S) + 1`` (seed 003 l.111; what ``nn.MaxPool2d`` does). With them it is
+    ``floor((W + 2P - F) / S) + 1`` (seed 003, CS231n notes, "Spatial arrangement"; what
+    ``nn.MaxPool2d`` does). With them it is
     ``ceil((W + P) / S)``: one window per start position, from the left edge of the padded input
-    to the last real element (seed 003 l.793, l.818; derivation in the module docstring).
+    to the last real element (seed 003, SAS notes on pooling padding; derivation in the module
+    docstring).
 
     Args:
         size: input size ``W`` along the axis.
         kernel_size: window size ``F``.
         stride: step ``S``; defaults to ``kernel_size`` (non-overlapping windows, seed 001
-            l.4745-4747).
+            §6.4, Fig 6.11).
         padding: padding ``P`` on each side, at most ``kernel_size // 2``.
         partial_windows: keep windows that hang over the right/bottom edge.
 
@@ -104,8 +107,8 @@ def pool2d(
 
     Without partial windows it equals ``F.max_pool2d``, ``F.avg_pool2d`` (with
     ``count_include_pad=True``) and ``F.lp_pool2d(norm_type=2)``. With them, windows hanging
-    over the right/bottom edge are kept and reduced over the elements they still cover (seed 003
-    l.787-818: ``[2, 4, 6, 1, 5, 3, 2]``, window 3, stride 1 → max ``[6, 6, 6, 5, 5, 3, 2]``).
+    over the right/bottom edge are kept and reduced over the elements they still cover (seed 003's
+    SAS notes: ``[2, 4, 6, 1, 5, 3, 2]``, window 3, stride 1 → max ``[6, 6, 6, 5, 5, 3, 2]``).
     See the module docstring for the window count and how it relates to PyTorch's ``ceil_mode``.
 
     The maximum is taken with ``amax``, which splits the gradient evenly between tied maxima
@@ -156,7 +159,7 @@ def pool2d(
     if mode == "l2":
         return windows.square().sum(dim=2).sqrt()
     # Positions of each window inside the padded input, per axis; their product is |I(i,k)| of
-    # seed 001 l.4699. Equal to F_h·F_w everywhere unless a window is cut.
+    # seed 001 §6.4 (average pooling). Equal to F_h·F_w everywhere unless a window is cut.
     count_h = _window_extent(out_h, kernel_h, stride_h, height + 2 * pad_h, x.device)
     count_w = _window_extent(out_w, kernel_w, stride_w, width + 2 * pad_w, x.device)
     count = (count_h.unsqueeze(1) * count_w.unsqueeze(0)).to(x.dtype)

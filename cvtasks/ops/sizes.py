@@ -13,8 +13,9 @@ def conv_output_size(
 ) -> int:
     """Spatial output size of a convolution or pooling window along one axis.
 
-    Seed 003 l.130-140 (CS231n): ``(W - F + 2P) / S + 1``; with dilation ``d`` the window spans
-    ``F' = d·(F - 1) + 1`` input elements, so the size is ``(W - F' + 2P) / S + 1``.
+    Seed 003, CS231n notes ("Spatial arrangement"): ``(W - F + 2P) / S + 1``; with dilation ``d``
+    the window spans ``F' = d·(F - 1) + 1`` input elements, so the size is
+    ``(W - F' + 2P) / S + 1``.
 
     Args:
         size: input size ``W`` along the axis.
@@ -23,7 +24,8 @@ def conv_output_size(
         padding: zeros added on each side, ``P``.
         dilation: spacing between window taps.
         floor: round down when the windows do not tile the input (what ``nn.Conv2d`` does);
-            without it such a configuration is an error, as the seed recommends (l.134).
+            without it such a configuration is an error, as the notes recommend
+            ("Constraints on strides").
 
     Returns:
         The output size.
@@ -52,8 +54,8 @@ def conv_output_size(
     if room % stride and not floor:
         raise ValueError(
             f"(W - F + 2P) / S + 1 = ({size} - {span} + 2·{padding}) / {stride} + 1 is not an "
-            f"integer: the windows do not tile the input (seed 003 l.134). Change the padding or "
-            f"stride, or ask for floor=True to drop the last partial window."
+            f"integer: the windows do not tile the input (CS231n notes, constraints on strides). "
+            f"Change the padding or stride, or ask for floor=True to drop the last partial window."
         )
     return room // stride + 1
 
@@ -63,8 +65,9 @@ def same_padding(
 ) -> tuple[int, int]:
     """Padding ``(before, after)`` that makes the output ``ceil(size / stride)`` long.
 
-    When the total is odd the extra element goes after (right/bottom): seed 003 l.626 pads a
-    1x7 input for a 1x4 filter with one zero on the left and two on the right.
+    When the total is odd the extra element goes after (right/bottom): seed 003's SAS notes
+    ("Convolution, Stride, and Padding on CPU") pad a 1x7 input for a 1x4 filter with one zero on
+    the left and two on the right.
 
     Args:
         size: input size along the axis.

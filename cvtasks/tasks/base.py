@@ -3,7 +3,9 @@
 It holds the network (backbone + head), builds the optimizer and learning-rate schedule from
 config, logs per-split torchmetrics collections (synced across processes by torchmetrics), applies
 the ``compile`` and ``channels_last`` switches, and routes ``predict_step`` to the task's
-per-image outputs. A task subclass supplies its head, loss, metrics and predict output.
+per-image outputs. A task subclass supplies its head, loss, metrics and predict output, and
+declares beside itself what the commands show of it: ``view`` (records and pictures of
+``predict``), ``report`` (charts of ``evaluate``) and ``dense_output``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABCMeta, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -21,8 +23,12 @@ from torchmetrics import MetricCollection
 
 from cvtasks.backbones import validate_backbone
 from cvtasks.registry import BACKBONES, HEADS
-from cvtasks.tasks import speed
-from cvtasks.tasks.speed import check_compile
+from cvtasks.training import speed
+from cvtasks.training.speed import check_compile
+from cvtasks.viz.views import View
+
+if TYPE_CHECKING:
+    from cvtasks.viz.report import Report
 
 SCHEDULERS = ("cosine", "step", "constant")
 
@@ -115,7 +121,7 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         optimizer: a Hydra partial config of a ``torch.optim`` class (``_target_``, ``_partial_``).
         scheduler: ``{"name": "cosine"|"step"|"constant", "warmup_epochs": float, ...}``.
         compile: compile the network in place (``nn.Module.compile``) with this mode;
-            ``"auto"``: on a CUDA device only (see :mod:`cvtasks.tasks.speed`).
+            ``"auto"``: on a CUDA device only (see :mod:`cvtasks.training.speed`).
         channels_last: keep weights and inputs in channels-last memory format (``"auto"``: on
             a CUDA device only).
     """
@@ -123,6 +129,15 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
     #: the validation metric the run monitors (checkpoints, sweeps), and whether higher is better.
     monitor: ClassVar[str] = "val/loss"
     monitor_mode: ClassVar[str] = "min"
+    #: how ``predict`` writes and draws each result (:class:`~cvtasks.viz.views.View`): the
+    #: plain view writes the result as JSON values and draws no picture.
+    view: ClassVar[type[View]] = View
+    #: the charts and worst-sample grid of ``evaluate`` (:class:`~cvtasks.viz.report.Report`);
+    #: ``None``: metrics only.
+    report: ClassVar[type[Report] | None] = None
+    #: per-pixel outputs: the input size must then be divisible by the backbone's deepest
+    #: reduction (checked when the config is validated).
+    dense_output: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -188,7 +203,7 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
 
     @abstractmethod
     def predict_outputs(self, outputs: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
-        """Per-image results in pixel units (see the batch table in DESIGN.md)."""
+        """Per-image results in pixel units (the batch table of docs/architecture.md)."""
 
     # -- network -------------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ from torchmetrics.classification import (
 from cvtasks.metrics import ConfusionScore, TopKAccuracy
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
+from cvtasks.tasks.classification_report import ClassificationReport, ClassificationView
 
 
 @TASKS.register("classification")
@@ -38,6 +39,8 @@ class ClassificationTask(TaskModule):
 
     monitor = "val/acc"
     monitor_mode = "max"
+    view = ClassificationView
+    report = ClassificationReport
 
     def __init__(
         self,

@@ -1,13 +1,13 @@
 """Landmark detection: ``K`` named points per image (eyes, nose, mouth corners, joints, ...).
 
-Seed 001 §6.6 (``001_db1636ab9a81b446.txt`` l.6073-6077, l.6085-6087): the output is "a list of
-coordinates of the locations of landmarks", handled in the spirit of localization: a head on the
-backbone's features and a regression loss on the coordinates. The head is either direct
-regression or heatmaps decoded by soft-argmax (:mod:`cvtasks.heads.landmarks`); the loss is
-MSE, L1 or wing on the decoded points, plus MSE to Gaussian heatmaps for the heatmap head (or a
-visibility cross-entropy for the regression head's confidence) (:mod:`cvtasks.losses.landmarks`).
-Metrics are NME and PCK@alpha (:mod:`cvtasks.metrics.landmarks`), measured in pixels of the
-image before resizing (``batch["orig_size"]``) so that anisotropic resizes do not bend them.
+Seed 001 §6.6 (Fig 6.16 (c)): the output is "a list of coordinates of the locations of landmarks",
+handled in the spirit of localization: a head on the backbone's features and a regression loss on
+the coordinates. The head is either direct regression or heatmaps decoded by soft-argmax
+(:mod:`cvtasks.heads.landmarks`); the loss is MSE, L1 or wing on the decoded points, plus MSE to
+Gaussian heatmaps for the heatmap head (or a visibility cross-entropy for the regression head's
+confidence) (:mod:`cvtasks.losses.landmarks`). Metrics are NME and PCK@alpha
+(:mod:`cvtasks.metrics.landmarks`), measured in pixels of the image before resizing
+(``batch["orig_size"]``) so that anisotropic resizes do not bend them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from cvtasks.losses.landmarks import POINT_LOSSES, heatmap_loss, point_loss, vis
 from cvtasks.metrics.landmarks import NME, PCK, landmark_normalizer
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule
+from cvtasks.tasks.landmarks_report import LandmarksReport, LandmarksView
 
 DEFAULT_HEAD: dict[str, Any] = {"name": "keypoint_heatmap"}
 DEFAULT_LOSS: dict[str, Any] = {
@@ -57,6 +58,8 @@ class LandmarksTask(TaskModule):
 
     monitor = "val/nme"
     monitor_mode = "min"
+    view = LandmarksView
+    report = LandmarksReport
 
     def __init__(
         self,

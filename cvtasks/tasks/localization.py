@@ -15,11 +15,12 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from cvtasks.losses.boxes import cxcywh_to_xyxy
 from cvtasks.losses.localization import LocalizationLoss, LocalizationLossParts
 from cvtasks.metrics.localization import LocalizationAccuracy, MeanBoxIoU
+from cvtasks.ops.boxes import cxcywh_to_xyxy
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
+from cvtasks.tasks.localization_report import LocalizationReport, LocalizationView
 
 NOTHING = "nothing"
 
@@ -45,6 +46,8 @@ class LocalizationTask(TaskModule):
 
     monitor = "val/loc_acc"
     monitor_mode = "max"
+    view = LocalizationView
+    report = LocalizationReport
 
     def __init__(
         self,

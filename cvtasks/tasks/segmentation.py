@@ -1,7 +1,7 @@
-"""Semantic segmentation: a class for every pixel (seed 001 §6.6, Fig 6.16 (d), l.5987-6044).
+"""Semantic segmentation: a class for every pixel (seed 001 §6.6, Fig 6.16 (d)).
 
 The network's output has "width and height dimensions the same as the input image, and a depth
-dimension which is the number of classes" (seed 001 l.6041-6044): per-pixel logits from a
+dimension which is the number of classes" (seed 001 §6.6): per-pixel logits from a
 segmentation head (``fcn`` or ``unet``). Masks mark pixels to ignore with 255.
 """
 
@@ -21,10 +21,12 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from cvtasks.losses.segmentation import IGNORE_INDEX, SegmentationLoss
+from cvtasks.losses.segmentation import SegmentationLoss
 from cvtasks.metrics import ConfusionScore
+from cvtasks.ops.masks import IGNORE_INDEX
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
+from cvtasks.tasks.segmentation_report import SegmentationReport, SegmentationView
 
 
 def _resize(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -61,6 +63,8 @@ class SegmentationTask(TaskModule):
 
     monitor = "val/miou"
     monitor_mode = "max"
+    view = SegmentationView
+    report = SegmentationReport
     #: per-pixel outputs: the input size must be divisible by the backbone's deepest reduction.
     dense_output = True
 

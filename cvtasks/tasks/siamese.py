@@ -1,12 +1,13 @@
 """Siamese identification: embeddings trained on identities, judged on pairs of unseen people.
 
-Seed 001 (``001_db1636ab9a81b446.txt`` l.6260-6720): one network ``f_theta`` with shared
-parameters embeds both images of a pair (Fig. 6.17); the pair is "same" when the embeddings are
-near. Training batches hold P identities x K images (``identity: int64[B]``) and the loss is the
-triplet loss of eq. (6.27) over mined triplets, a contrastive loss, or the comparison network's
-binary cross-entropy. Evaluation batches hold pairs (``image``, ``image_b``, ``same: int64[B]``)
-of identities never trained on; the threshold on the distance is chosen on the validation pairs,
-stored in the model (buffer ``threshold``, saved in checkpoints) and used by test and predict.
+Seed 001 (§6.6, "Face Recognition, Siamese Networks, and Triplet Loss"): one network ``f_theta``
+with shared parameters embeds both images of a pair (Fig. 6.17); the pair is "same" when the
+embeddings are near. Training batches hold P identities x K images (``identity: int64[B]``) and the
+loss is the triplet loss of eq. (6.27) over mined triplets, a contrastive loss, or the comparison
+network's binary cross-entropy. Evaluation batches hold pairs (``image``, ``image_b``,
+``same: int64[B]``) of identities never trained on; the threshold on the distance is chosen on the
+validation pairs, stored in the model (buffer ``threshold``, saved in checkpoints) and used by test
+and predict.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cvtasks.losses.metric_learning import (
 from cvtasks.metrics.verification import PairVerification
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule
+from cvtasks.tasks.siamese_report import SiameseReport, SiameseView
 
 SCORES = (*DISTANCES, "comparison")
 
@@ -81,7 +83,7 @@ class SiameseTask(TaskModule):
             ``None``: 0.2 or 0.5.
         mining: the triplet loss's mining, ``"semi_hard"`` or ``"batch_hard"`` (which collapsed
             LeNet-5's embeddings to one point on the built-in faces: loss stuck at the margin).
-        distance: how pairs are scored: ``"cosine"`` (the seed's production choice, l.6706-6719),
+        distance: how pairs are scored: ``"cosine"`` (the seed's production choice),
             ``"euclidean"``, or ``"comparison"`` (``1 - f_c``'s probability of "same"; needs
             ``loss=comparison``).
         far: false accept rate of the TAR metric (``tar@far1e-2`` for 0.01).
@@ -92,6 +94,8 @@ class SiameseTask(TaskModule):
 
     monitor = "val/auc"
     monitor_mode = "max"
+    view = SiameseView
+    report = SiameseReport
 
     def __init__(
         self,

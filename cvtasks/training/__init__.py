@@ -8,4 +8,6 @@
   then.
 * :mod:`cvtasks.training.resume`: ``ckpt_path=last`` / a path → the checkpoint and its run folder.
 * :mod:`cvtasks.training.faults`: readable messages for out-of-memory and other run failures.
+* :mod:`cvtasks.training.speed`: the speed switches (compile, channels-last, TF32, fused
+  optimizers), resolved for the device a run executes on.
 """

@@ -1,11 +1,12 @@
 """Feature maps: a layer's channel activations, and the input patches that excite a channel most.
 
-Seed 001 Fig 6.12 (l.5370-5540, after Zeiler & Fergus) shows what channels of a trained network
-respond to: for a channel ``j`` of a layer, every validation image is run through the network,
-its strongest activation ``η = max_{i,k} a(j)_{i,k}`` and that neuron's position are kept, the
-nine images with the largest ``η`` are chosen, and "the receptive field part of the input image"
-of each maximal neuron is shown (l.5479-5500). :func:`top_patches` does exactly that; given a
-single image it ranks that image's positions instead, so one picture is enough to look at.
+Seed 001 Fig 6.12 (§6.4, "Understanding Inner Layers and Derived Features", after Zeiler & Fergus)
+shows what channels of a trained network respond to: for a channel ``j`` of a layer, every
+validation image is run through the network, its strongest activation ``η = max_{i,k} a(j)_{i,k}``
+and that neuron's position are kept, the nine images with the largest ``η`` are chosen, and "the
+receptive field part of the input image" of each maximal neuron is shown. :func:`top_patches` does
+exactly that; given a single image it ranks that image's positions instead, so one picture is enough
+to look at.
 
 The receptive field of a neuron is found by differentiation: the input pixels with a non-zero
 gradient of that activation are those that reach it, through whatever padding, strides,
@@ -149,7 +150,7 @@ def top_patches(
 ) -> dict[int, list[Patch]]:
     """The ``k`` strongest activations of each channel over ``images``, with receptive fields.
 
-    With several images each image contributes its maximal neuron ``η`` (seed 001 l.5479-5488)
+    With several images each image contributes its maximal neuron ``η`` (seed 001 Fig 6.12)
     and the ``k`` images with the largest ``η`` win; with one image its ``k`` largest positions.
 
     Args:

@@ -1,6 +1,6 @@
 """Pictures of segmentation: class masks coloured and laid over their images (Pillow, NumPy).
 
-Colours are Pascal VOC's palette (:func:`cvtasks.data.image_masks.mask_palette`): class 1 dark
+Colours are Pascal VOC's palette (:func:`cvtasks.data.masks.mask_palette`): class 1 dark
 red, 2 dark green, 3 olive, ... By default background (0) and ignored pixels (255) stay
 uncoloured, so the picture shows the objects.
 """
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cvtasks.data.image_masks import IGNORE_INDEX, mask_palette
+from cvtasks.data.masks import mask_palette
+from cvtasks.ops.masks import IGNORE_INDEX
 
 TRANSPARENT = (0, IGNORE_INDEX)
 

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from cvtasks.backbones import validate_backbone
-from cvtasks.backbones.alexnet import AlexNet, _alexnet_checkpoint_filter
+from cvtasks.backbones.alexnet import AlexNet, _alexnet_checkpoint_filter, alexnet
 from cvtasks.registry import BACKBONES
 
 
@@ -45,7 +45,7 @@ def test_layout_and_parameters_are_torchvisions():
 def test_stages_at_224():
     net = build_meta("alexnet")
     x = torch.empty(1, 3, 224, 224, device="meta")
-    # conv1 pads by 2, so 224 gives the seed's 55x55 (seed 003 l.136-140): floor(217 / 4) + 1
+    # conv1 pads by 2, so 224 gives the seed's 55x55 (seed 003, CS231n notes): floor(217 / 4) + 1
     assert net.stages[0].conv1(x).shape == (1, 64, 55, 55)
     shapes = [tuple(f.shape) for f in net.forward_features(x)]
     assert shapes == [(1, 64, 27, 27), (1, 192, 13, 13), (1, 256, 6, 6)]
@@ -57,10 +57,10 @@ def test_seed_variant_has_the_seeds_numbers():
     net = build_meta("alexnet_seed", num_classes=1000)
     conv1 = net.stages[0].conv1
     x = torch.empty(1, 3, 227, 227, device="meta")
-    assert conv1(x).shape == (1, 96, 55, 55)  # (227 - 11) / 4 + 1 = 55, K = 96 (l.136-140)
-    assert count(conv1) == 96 * 11 * 11 * 3 + 96 == 34_944  # seed 003 l.144
+    assert conv1(x).shape == (1, 96, 55, 55)  # (227 - 11) / 4 + 1 = 55, K = 96 (CS231n)
+    assert count(conv1) == 96 * 11 * 11 * 3 + 96 == 34_944  # CS231n, "Parameter Sharing"
     assert [m.out_features for m in net.head if isinstance(m, nn.Linear)] == [4096, 4096, 1000]
-    assert count(net) == 62_378_344  # "AlexNet with 60M" (seed 003 l.424)
+    assert count(net) == 62_378_344  # "AlexNet with 60M" (CS231n, "Case studies")
     shapes = [tuple(f.shape) for f in net.forward_features(x)]
     assert shapes == [(1, 96, 27, 27), (1, 256, 13, 13), (1, 256, 6, 6)]
     assert net.default_input_size == 227
@@ -87,7 +87,7 @@ def test_pretrained_torchvision_checkpoint_gives_torchvisions_logits(torchvision
 
 def test_other_num_classes_reinitialises_only_the_last_layer(torchvision_alexnet, caplog):
     ref, path = torchvision_alexnet
-    with caplog.at_level(logging.INFO, logger="cvtasks.backbones.base"):
+    with caplog.at_level(logging.INFO, logger="cvtasks.backbones.weights"):
         net = BACKBONES.build("alexnet", num_classes=10, pretrained=path)
     assert "skipped classifier weights ['head.fc.weight', 'head.fc.bias']" in caplog.text
     torch.testing.assert_close(net.head.fc1.weight, ref.classifier[1].weight)
@@ -97,7 +97,7 @@ def test_other_num_classes_reinitialises_only_the_last_layer(torchvision_alexnet
 
 def test_other_in_chans_reinitialises_only_the_stem(torchvision_alexnet, caplog):
     ref, path = torchvision_alexnet
-    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.base"):
+    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.weights"):
         net = BACKBONES.build("alexnet", in_chans=1, num_classes=1000, pretrained=path)
     assert "3 input channels, the model 1" in caplog.text
     assert net.stages[0].conv1.conv.weight.shape == (64, 1, 11, 11)
@@ -108,7 +108,7 @@ def test_other_in_chans_reinitialises_only_the_stem(torchvision_alexnet, caplog)
 
 def test_features_only_model_takes_the_checkpoint_without_a_head(torchvision_alexnet):
     ref, path = torchvision_alexnet
-    net = AlexNet(pretrained=path).eval()
+    net = alexnet(pretrained=path).eval()
     assert not any(k.startswith("head.") for k in net.state_dict())
     x = torch.randn(1, 3, 96, 96)
     with torch.no_grad():

@@ -11,8 +11,7 @@ from omegaconf import OmegaConf
 from torchvision.ops import StochasticDepth
 
 from cvtasks.backbones import efficientnet, validate_backbone
-from cvtasks.backbones.efficientnet import VARIANTS, EfficientNet
-from cvtasks.config import CONFIG_DIR
+from cvtasks.backbones.efficientnet import VARIANTS, EfficientNet, efficientnet_b0
 from cvtasks.layers import DropPath, fuse_batchnorm
 from cvtasks.registry import BACKBONES
 
@@ -121,11 +120,11 @@ def test_torchvision_checkpoint_gives_torchvisions_outputs(torchvision_b0):
 def test_other_num_classes_restarts_only_the_linear_layer(torchvision_b0, caplog):
     theirs, path = torchvision_b0
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        ours = EfficientNet(num_classes=5, pretrained=path)
+        ours = efficientnet_b0(num_classes=5, pretrained=path)
     assert "classifier" in caplog.text and "fc.weight" in caplog.text
     torch.testing.assert_close(ours.conv_head.conv.weight, theirs.features[8][0].weight)
     assert ours.fc.weight.shape == (5, 1280)
-    features_only = EfficientNet(num_classes=0, pretrained=path)  # head conv and fc skipped
+    features_only = efficientnet_b0(num_classes=0, pretrained=path)  # head conv and fc skipped
     torch.testing.assert_close(features_only.stem.conv.weight, theirs.features[0][0].weight)
 
 
@@ -135,7 +134,7 @@ def test_other_in_chans_restarts_only_the_stem_conv(torchvision_b0, caplog):
     fresh = EfficientNet(in_chans=1, num_classes=1000).stem.conv.weight.clone()
     torch.manual_seed(1)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
-        ours = EfficientNet(in_chans=1, num_classes=1000, pretrained=path)
+        ours = efficientnet_b0(in_chans=1, num_classes=1000, pretrained=path)
     assert "stem.conv.weight has 3 input channels, the model 1" in caplog.text
     torch.testing.assert_close(ours.stem.conv.weight, fresh)
     torch.testing.assert_close(ours.stem.bn.running_var, theirs.features[0][1].running_var)
@@ -144,7 +143,7 @@ def test_other_in_chans_restarts_only_the_stem_conv(torchvision_b0, caplog):
 
 def test_fused_batchnorm_keeps_eval_outputs(torchvision_b0):
     _, path = torchvision_b0
-    net = EfficientNet(num_classes=1000, pretrained=path).eval()
+    net = efficientnet_b0(num_classes=1000, pretrained=path).eval()
     fused = fuse_batchnorm(net)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     x = torch.randn(2, 3, 64, 64)
@@ -173,8 +172,8 @@ def test_compiled_fullgraph_equals_eager():
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_hydra_config_builds_its_variant(name):
-    cfg = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "backbone" / f"{name}.yaml"))
+def test_hydra_config_builds_its_variant(compose_train, name):
+    cfg = OmegaConf.to_container(compose_train(f"backbone={name}").backbone)
     assert cfg["name"] == name and cfg["drop_rate"] == VARIANTS[name][3]
     with torch.device("meta"):
         net = BACKBONES.build(cfg.pop("name"), **cfg)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvtasks.backbones import validate_backbone
-from cvtasks.backbones.googlenet import GoogLeNet, InceptionAux
+from cvtasks.backbones.googlenet import GoogLeNet, InceptionAux, googlenet
 from cvtasks.layers import fuse_batchnorm
 from cvtasks.registry import BACKBONES
 from cvtasks.tasks.base import WithAux
@@ -180,7 +180,7 @@ def test_task_trains_with_intermediate_losses_and_infers_without_them():
     outputs = task(images)
     assert isinstance(outputs, WithAux) and len(outputs.aux) == 2
     assert [a.shape for a in outputs.aux] == [(4, 10), (4, 10)]
-    # seed 001 l.5718-5721: the optimization uses the sum of all loss functions
+    # seed 001 §6.5 (inception networks): the optimization uses the sum of all loss functions
     aux1, aux2 = outputs.aux
     expected = F.cross_entropy(outputs.main, labels) + 0.3 * (
         F.cross_entropy(aux1, labels) + F.cross_entropy(aux2, labels)
@@ -238,15 +238,15 @@ def test_pretrained_own_checkpoint_and_torchvision_is_refused(tmp_path):
     torch.manual_seed(0)
     src = GoogLeNet(num_classes=10, aux_logits=True)
     torch.save(src.state_dict(), tmp_path / "own.pth")
-    same = GoogLeNet(num_classes=10, aux_logits=True, pretrained=tmp_path / "own.pth")
+    same = googlenet(num_classes=10, aux_logits=True, pretrained=tmp_path / "own.pth")
     for (name, a), b in zip(src.state_dict().items(), same.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
-    plain = GoogLeNet(num_classes=3, pretrained=tmp_path / "own.pth")  # aux heads and fc skipped
+    plain = googlenet(num_classes=3, pretrained=tmp_path / "own.pth")  # aux heads and fc skipped
     torch.testing.assert_close(
         plain.inception5b.branch3[1].conv.weight, src.inception5b.branch3[1].conv.weight
     )
     assert plain.aux1 is None
-    gray = GoogLeNet(in_chans=1, pretrained=tmp_path / "own.pth")  # all but the stem conv
+    gray = googlenet(in_chans=1, pretrained=tmp_path / "own.pth")  # all but the stem conv
     assert gray.conv1.conv.weight.shape == (64, 1, 7, 7)
     torch.testing.assert_close(gray.conv3.conv.weight, src.conv3.conv.weight)
 
@@ -255,7 +255,7 @@ def test_pretrained_own_checkpoint_and_torchvision_is_refused(tmp_path):
     theirs = tv_googlenet(weights=None, aux_logits=True, init_weights=False)
     torch.save(theirs.state_dict(), tmp_path / "torchvision.pth")
     with pytest.raises(ValueError, match=r"3x3 convolutions.*5x5"):
-        GoogLeNet(num_classes=1000, pretrained=tmp_path / "torchvision.pth")
+        googlenet(num_classes=1000, pretrained=tmp_path / "torchvision.pth")
 
 
 def test_forward_features_and_aux_capture_as_one_graph():

@@ -9,7 +9,7 @@ from cvtasks.backbones.timm_adapter import TimmBackbone
 from cvtasks.registry import BACKBONES
 
 # The architectures' own input sizes: LeNet-5 32x32 (seed 003), AlexNet 224 (torchvision) and
-# 227 (seed 003 l.136), VGG/GoogLeNet/ResNet 224, EfficientNet's compound-scaled resolutions
+# 227 (seed 003, CS231n notes), VGG/GoogLeNet/ResNet 224, EfficientNet's compound-scaled resolutions
 # (Tan & Le 2019, Table 7 / seed 001 Fig 6.15).
 EXPECTED = {
     "lenet5": 32,

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvtasks.backbones import validate_backbone
-from cvtasks.backbones.lenet import LeNet5
+from cvtasks.backbones.lenet import LeNet5, lenet5
 from cvtasks.registry import BACKBONES
 
 
 def seed_param_count(in_chans: int, num_classes: int) -> int:
-    # seed 003: C1 6 kernels in x 5x5 (l.16), C3 16 kernels 6x5x5 (l.20-22), C5 120, F6 84
+    # seed 003's LeNet Q&A: C1 6 kernels in x 5x5, C3 16 kernels 6x5x5, C5 120, F6 84
     count = 6 * (in_chans * 25 + 1) + 16 * (6 * 25 + 1) + 120 * (16 * 25 + 1)
     if num_classes:
         count += 84 * (120 + 1) + num_classes * (84 + 1)
@@ -43,7 +43,8 @@ def test_parameter_count_matches_the_seed(in_chans, num_classes):
 def test_theano_fan_in_fan_out_init():
     torch.manual_seed(0)
     net = LeNet5(in_chans=3, num_classes=10)
-    # seed 003 l.1253-1260: fan_in = in·kh·kw, fan_out = out·kh·kw // pool area, b = √(6/(in+out))
+    # seed 003, Theano tutorial: fan_in = in·kh·kw, fan_out = out·kh·kw // pool area,
+    # b = √(6/(in+out))
     expected = {
         "c1": (3 * 25, 6 * 25 // 4),
         "c3": (6 * 25, 16 * 25 // 4),
@@ -57,7 +58,7 @@ def test_theano_fan_in_fan_out_init():
         largest = layer.weight.abs().max().item()
         assert largest <= bound, name
         assert largest > 0.9 * bound, name  # uniform over the whole range, not a narrower one
-        assert torch.count_nonzero(layer.bias) == 0, name  # seed 003 l.1269-1270
+        assert torch.count_nonzero(layer.bias) == 0, name  # the Theano tutorial
 
 
 def test_forward_backward_gives_every_parameter_a_gradient():
@@ -76,7 +77,7 @@ def test_classifier_is_the_seeds_full_network_on_32x32():
 
 
 def test_max_pool_before_or_after_tanh_is_the_same():
-    # The Theano tutorial computes tanh(pool(conv(x)) + b) (seed 003 l.1293); we pool after tanh.
+    # The Theano tutorial computes tanh(pool(conv(x)) + b) (seed 003); we pool after tanh.
     net = LeNet5(in_chans=1)
     with torch.no_grad():
         net.c1.bias.uniform_(-0.5, 0.5)
@@ -102,7 +103,8 @@ def test_larger_inputs_average_the_class_scores_over_c5_positions():
     x = torch.randn(2, 3, 48, 40)
     c5 = net.forward_features(x)[-1]
     assert c5.shape == (2, 120, 5, 3)
-    # seed 003 l.319/l.341: run the FC layers at every position, then average the scores
+    # seed 003, CS231n FC→CONV conversion: run the FC layers at every position, then average the
+    # scores
     scores = [
         net(x[:, :, 4 * i : 4 * i + 32, 4 * j : 4 * j + 32])
         for i in range(c5.shape[2])
@@ -149,17 +151,17 @@ def test_pretrained_pytorch_lenet_layout_loads_via_fc_to_conv(tmp_path):
     }
     conv_layout["conv3.weight"] = conv_layout["conv3.weight"].reshape(120, 16, 5, 5)
     torch.save(conv_layout, tmp_path / "lenet_conv.pth")
-    net = LeNet5(in_chans=1, num_classes=10, pretrained=tmp_path / "lenet_conv.pth")
+    net = lenet5(in_chans=1, num_classes=10, pretrained=tmp_path / "lenet_conv.pth")
     torch.testing.assert_close(net.eval()(x), ref(x))
 
 
 def test_pretrained_own_checkpoint_with_other_num_classes_keeps_f6(tmp_path):
     src = LeNet5(in_chans=1, num_classes=10)
     torch.save(src.state_dict(), tmp_path / "own.pth")
-    dst = LeNet5(in_chans=1, num_classes=3, pretrained=tmp_path / "own.pth")
+    dst = lenet5(in_chans=1, num_classes=3, pretrained=tmp_path / "own.pth")
     torch.testing.assert_close(dst.f6.weight, src.f6.weight)  # same shape: loaded
     torch.testing.assert_close(dst.c5.weight, src.c5.weight)
-    features = LeNet5(in_chans=1, pretrained=tmp_path / "own.pth")  # no head at all
+    features = lenet5(in_chans=1, pretrained=tmp_path / "own.pth")  # no head at all
     torch.testing.assert_close(features.c1.weight, src.c1.weight)
     with pytest.raises(ValueError, match=r"c1\.weight \(file \(6, 1, 5, 5\), model \(6, 3, 5, 5\)"):
-        LeNet5(in_chans=3, pretrained=tmp_path / "own.pth")
+        lenet5(in_chans=3, pretrained=tmp_path / "own.pth")

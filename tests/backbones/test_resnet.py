@@ -30,7 +30,7 @@ def assert_same(actual, expected):
 
 
 def test_registered_variants():
-    assert BACKBONES.names("resnet*") == sorted(NAMES)
+    assert BACKBONES.names("resnet*") == sorted([*NAMES, "resnet10"])
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
@@ -64,7 +64,7 @@ def test_parameters_and_flops_equal_torchvision(name):
 
 
 def test_shortcut_is_identity_or_a_1x1_projection():
-    # seed 001 Fig 6.14 (l.5814-5830): identity when the shape is kept, else a 1x1 convolution
+    # seed 001 Fig 6.14: identity when the shape is kept, else a 1x1 convolution
     net18, net50 = resnet18(), resnet50()
     assert net18.layer1[0].downsample is None and net18.layer2[1].downsample is None
     for block, (cin, cout, stride) in [

@@ -41,7 +41,7 @@ def test_shipped_config_builds_the_backbone():
 def test_pretrained_round_trip(tmp_path):
     src = cvtasks_tinynet.TinyNet(num_classes=3)
     torch.save(src.state_dict(), tmp_path / "tiny.pth")
-    dst = cvtasks_tinynet.TinyNet(num_classes=3, pretrained=tmp_path / "tiny.pth")
+    dst = cvtasks_tinynet.tinynet(num_classes=3, pretrained=tmp_path / "tiny.pth")
     for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
         assert torch.equal(a, b), k
 

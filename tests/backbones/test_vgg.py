@@ -18,7 +18,7 @@ from cvtasks.registry import BACKBONES
 from tests.backbones.conftest import randomize_bn
 
 NAMES = ["vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
-# seed 001 Table 6.1 (l.4975-5025): learned parameters of VGG-19's 19 trainable layers, in order
+# seed 001 Table 6.1: learned parameters of VGG-19's 19 trainable layers, in order
 TABLE_6_1 = [
     *(1_792, 36_928, 73_856, 147_584, 295_168, 590_080, 590_080, 590_080, 1_180_160),
     *[2_359_808] * 7,
@@ -52,7 +52,7 @@ def test_vgg19_is_the_seeds_table_6_1():
     net = build_meta("vgg19", num_classes=1000)
     trainable = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     pools = [m for m in net.modules() if isinstance(m, nn.MaxPool2d)]
-    assert len(trainable) + len(pools) == 24 and len(trainable) == 19  # seed 001 l.4848
+    assert len(trainable) + len(pools) == 24 and len(trainable) == 19  # seed 001 §6.4
     assert [count(m) for m in trainable] == TABLE_6_1
     assert count(net) == sum(TABLE_6_1) == 143_667_240
     features = net.forward_features(torch.empty(1, 3, 224, 224, device="meta"))
@@ -122,7 +122,7 @@ def vgg16_bn_checkpoint(tmp_path):
 
 def test_other_num_classes_skips_only_the_last_layer(vgg16_bn_checkpoint, caplog):
     net = build_meta("vgg16_bn", num_classes=10)
-    with caplog.at_level(logging.INFO, logger="cvtasks.backbones.base"):
+    with caplog.at_level(logging.INFO, logger="cvtasks.backbones.weights"):
         keys = load_pretrained(net, vgg16_bn_checkpoint, key_map=_vgg_checkpoint_filter)
     assert keys == LoadedKeys([], [], ["head.fc.weight", "head.fc.bias"])
     assert "skipped classifier weights" in caplog.text
@@ -133,7 +133,7 @@ def test_other_num_classes_skips_only_the_last_layer(vgg16_bn_checkpoint, caplog
 
 def test_other_in_chans_keeps_a_fresh_stem(vgg16_bn_checkpoint, caplog):
     net = build_meta("vgg16_bn", in_chans=1, num_classes=1000)
-    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.base"):
+    with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.weights"):
         keys = load_pretrained(net, vgg16_bn_checkpoint, key_map=_vgg_checkpoint_filter)
     assert keys == LoadedKeys([], [], [])
     assert "3 input channels, the model 1" in caplog.text

@@ -33,6 +33,10 @@ TINY_TASKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         },
         {"name": "synthetic_faces", "image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
     ),
+    "siamese": (
+        {"backbone": NARROW_RESNET, "head": {"name": "embedding", "embedding_dim": 16}},
+        {"name": "synthetic_identities", "image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
+    ),
 }
 
 

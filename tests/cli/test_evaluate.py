@@ -104,3 +104,12 @@ def test_a_data_root_named_by_the_checkpoint_is_never_created(tmp_path):
     assert not missing.exists()
     chosen = data_config(trained, {"name": "digits", "root": str(tmp_path)})
     assert chosen == {"name": "digits", "root": str(tmp_path), "image_size": 32}
+
+
+def test_a_task_without_a_report_gets_metrics_only(tmp_path):
+    from cvtasks.cli.evaluate import write_plots
+
+    trained = SimpleNamespace(task=SimpleNamespace(test_reports={}), task_name="plain")
+    # no data is read and no picture written: the task names no report
+    assert write_plots(trained, None, {"test/loss": 0.5}, None, tmp_path, 3) == []
+    assert not any(tmp_path.iterdir())

@@ -3,7 +3,8 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from cvtasks import plugins
-from cvtasks.cli.listing import describe, list_lines
+from cvtasks.cli.listing import describe, list_command, list_lines
+from cvtasks.registry import BACKBONES
 
 
 def test_backbone_lines_carry_params_flops_and_stages():
@@ -54,7 +55,7 @@ def test_backbone_lines_end_with_the_docstring_summary():
     assert lines[0].rstrip().endswith("description")
     resnet18 = next(line for line in lines if line.startswith("resnet18"))
     assert resnet18.endswith(
-        "ResNet-18: ResBasicBlock x (2, 2, 2, 2), 11.7M parameters with 1000 classes."
+        "ResNet-18: BasicBlock x (2, 2, 2, 2), 11.7M parameters with 1000 classes."
     )
     starts = {line.index("ResNet-1") for line in lines if line.startswith("resnet1")}
     assert len(starts) == 1  # one description column
@@ -71,3 +72,23 @@ def test_plugins_listing_shows_the_module_summary(monkeypatch, tmp_path):
     source = '"""Adds the good_net backbone."""\n'
     fake_entry_point(monkeypatch, tmp_path, "good", "cvt_list_good", source)
     assert list_lines("plugins") == [f"{'good':24s} cvt_list_good  Adds the good_net backbone."]
+
+
+def test_list_loads_the_plugins_named_on_its_command_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(BACKBONES, "_entries", dict(BACKBONES._entries))
+    plugin = tmp_path / "listed_net.py"
+    plugin.write_text(
+        "from cvtasks.backbones.lenet import LeNet5\n"
+        "from cvtasks.registry import BACKBONES\n\n\n"
+        "@BACKBONES.register('listed_net', override=True)\n"
+        "def listed_net(**kwargs):\n"
+        '    """LeNet-5 under another name."""\n'
+        "    return LeNet5(**kwargs)\n"
+    )
+    lines = list_command(["backbones", "listed_*", f"plugins=[{plugin}]"])
+    assert len(lines) == 3  # header, the plugin's backbone, the timm line
+    assert lines[1].startswith("listed_net") and "LeNet-5 under another name" in lines[1]
+    with pytest.raises(KeyError, match="nothing to list"):
+        list_command([f"plugins=[{plugin}]"])
+    with pytest.raises(ValueError, match="not a plugin list"):
+        list_command(["backbones", "plugins=[x.py"])

@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from cvtasks.cli.inputs import ImageFiles, collate, find_inputs, picture_names
-from cvtasks.cli.render import enlarge_factor, jsonable
 from tests.data.conftest import deadline, make_fifo
 
 
@@ -50,12 +49,6 @@ def test_unreadable_images_become_named_errors(tmp_path):
 def test_picture_names_are_unique():
     names = picture_names([Path("x/a.png"), Path("y/a.png"), Path("y/b.png")])
     assert list(names.values()) == ["a", "a_2", "b"]
-
-
-def test_jsonable_and_enlarge_factor():
-    value = {"t": torch.tensor([1.5]), "n": np.float32(2), "p": (1, np.arange(2))}
-    assert jsonable(value) == {"t": [1.5], "n": 2.0, "p": [1, [0, 1]]}
-    assert enlarge_factor((32, 20)) == 8 and enlarge_factor((640, 480)) == 1
 
 
 def test_folder_and_glob_listing_survive_link_loops_and_list_each_file_once(tmp_path):

@@ -19,7 +19,7 @@ from cvtasks.data.builtin.digits_localization import (
     write_digits_localization,
 )
 from cvtasks.data.cache import default_cache_dir
-from cvtasks.data.coco import CocoBoxesDataModule
+from cvtasks.data.coco_boxes import CocoBoxesDataModule
 from cvtasks.data.coco_format import load_coco
 from cvtasks.registry import DATASETS
 

@@ -5,16 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cvtasks.data.image_masks import (
-    BadMaskError,
-    ImageMaskDataModule,
-    check_mask,
-    mask_palette,
-    read_mask,
-    write_mask,
-)
+from cvtasks.data.image_masks import ImageMaskDataModule
 from cvtasks.data.images import BadImageWarning
-from cvtasks.data.mask_files import LossyMaskWarning
+from cvtasks.data.masks import BadMaskError, LossyMaskWarning, read_mask, write_mask
 from cvtasks.data.scan import DataScanWarning, DuplicateFileError
 from cvtasks.registry import DATASETS
 from tests.data.conftest import deadline, make_fifo
@@ -42,22 +35,6 @@ def build(root, **kw):
     data = DATASETS.build("image_masks", root=root, **kw)
     data.setup("fit")
     return data
-
-
-def test_palette_png_and_grayscale_masks_read_as_class_indices(tmp_path):
-    mask = np.array([[0, 1, 2], [3, 255, 0]], dtype=np.uint8)
-    write_mask(tmp_path / "p.png", mask)
-    assert Image.open(tmp_path / "p.png").mode == "P"
-    Image.fromarray(mask, mode="L").save(tmp_path / "l.png")
-    for name in ("p.png", "l.png"):
-        np.testing.assert_array_equal(read_mask(tmp_path / name), mask)
-    assert tuple(mask_palette()[1]) == (128, 0, 0) and tuple(mask_palette()[255]) == (224, 224, 192)
-
-
-def test_rgb_mask_is_refused_with_its_name(tmp_path):
-    Image.new("RGB", (4, 4)).save(tmp_path / "rgb.png")
-    with pytest.raises(BadMaskError, match=r"rgb.png.*single-channel or palette"):
-        read_mask(tmp_path / "rgb.png")
 
 
 def test_split_folders_classes_txt_and_samples(tmp_path):
@@ -153,12 +130,6 @@ def test_bad_pairs_are_skipped_and_counted_on_request(tmp_path, problem):
     assert sum(len(b["mask"]) for b in batches) == 2
 
 
-def test_check_mask_accepts_the_ignore_index():
-    check_mask(np.array([[0, 255], [1, 1]]), (2, 2, 3), 2, "m.png")
-    with pytest.raises(BadMaskError, match=r"m.png.*\[2, 254\]"):
-        check_mask(np.array([[2, 254], [1, 1]]), (2, 2, 3), 2, "m.png")
-
-
 def test_layout_errors_name_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build(tmp_path / "nowhere")
@@ -211,13 +182,6 @@ def test_lossy_masks_allow_reads_them_with_a_warning(tmp_path):
         data = build(tmp_path, lossy_masks="allow", val_fraction=0.25, test_fraction=0.25)
     _, mask = data.train_dataset.load(0)
     assert set(np.unique(mask).tolist()) == {1, 2, 3, 4}  # 2 and 4: made by the JPEG codec
-
-
-def test_a_jpeg_named_png_is_caught_when_read(tmp_path):
-    Image.fromarray(edge_mask()).save(tmp_path / "m.png", format="JPEG")
-    with pytest.raises(BadMaskError, match=r"m\.png: it is stored as JPEG.*save masks as PNG"):
-        read_mask(tmp_path / "m.png")
-    assert read_mask(tmp_path / "m.png", allow_lossy=True).shape == (16, 16)
 
 
 def test_lossy_masks_and_follow_links_are_checked_by_the_datamodule(tmp_path):

@@ -21,6 +21,17 @@ def test_names() -> None:
     assert {"digits", "image_folder"} <= set(DATASETS.names())
 
 
+def test_every_dataset_lives_in_the_module_of_its_name() -> None:
+    own = [name for name in DATASETS.names() if DATASETS.origin(name).startswith("cvtasks.")]
+    assert len(own) >= 13
+    misplaced = {
+        name: DATASETS.origin(name)
+        for name in own
+        if DATASETS.origin(name).rpartition(".")[2] != name
+    }
+    assert not misplaced, f"registry name and module differ: {misplaced}"
+
+
 def test_digits_config_builds(tmp_path: Path, compose_train) -> None:
     cfg = _config(compose_train, "digits")
     module = DATASETS.build("digits", **{**cfg, "root": str(tmp_path)})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cvtasks.data.builtin import shapes
-from cvtasks.data.image_masks import read_mask
+from cvtasks.data.masks import read_mask
 from cvtasks.registry import DATASETS
 
 SMALL = {"train": 6, "val": 3, "test": 2}

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cvtasks.data.image_masks import BadMaskError, write_mask
 from cvtasks.data.images import BadImageWarning
+from cvtasks.data.masks import BadMaskError, write_mask
 from cvtasks.data.scan import DuplicateFileError
 from cvtasks.data.voc_segmentation import VOC_CLASSES, find_voc_root
 from cvtasks.registry import DATASETS

@@ -40,6 +40,7 @@ def test_ddp_cpu_one_run_folder_and_metrics_equal_one_process(run_train, task):
         "data.num_workers=0",
         "trainer.limit_test_batches=null",  # the whole test split, split over the processes
         timeout=400,
+        own_process=True,  # the strategy starts copies of the command
     ).check()
     metrics = run.metrics
     assert metrics["world_size"] == 2

@@ -15,7 +15,7 @@ TEST_IMAGES = 270  # the digits' test split
 
 
 def test_default_run_clears_its_accuracy_bar(run_train):
-    metrics = run_train("seed=0", "callbacks.progress_bar=null").check().metrics
+    metrics = run_train("seed=0", "callbacks.progress_bar=null", own_process=True).check().metrics
     assert metrics["epochs"] == 70
     assert metrics["monitor"] == "val/acc"
     errors = round((1 - metrics["test/acc"]) * TEST_IMAGES)

@@ -76,7 +76,7 @@ def test_dry_run_prints_every_result_and_returns_a_few_small_files(tmp_path):
         "COMPILE": "0",
         "TIME_SCALE": str(SCALE),
         "TIMING": "--warmup 1 --steps 1 --windows 2",
-        "TESTS": "tests/tasks/test_speed.py::test_auto_is_on_for_cuda_only_and_bad_values_"
+        "TESTS": "tests/training/test_speed.py::test_auto_is_on_for_cuda_only_and_bad_values_"
         "name_the_key",
         "RUN_TASK": "task=classification",
         "TRAIN_LIMITS": "trainer.max_epochs=1 trainer.limit_train_batches=2 "

@@ -11,7 +11,8 @@ SMALL_FACES = ("data.num_train=48", "data.num_val=16", "data.num_test=16", "data
 def test_task_landmarks_picks_its_defaults_and_the_command_line_wins(compose_train):
     cfg = compose_train("task=landmarks")
     assert cfg.task.name == "landmarks" and cfg.data.name == "synthetic_faces"
-    assert cfg.backbone.name.startswith("timm/") and cfg.trainer.max_epochs == 10
+    assert cfg.backbone.name == "resnet18" and cfg.trainer.max_epochs == 10
+    assert cfg.backbone.channels == [32, 64, 128, 256] and cfg.backbone.out_indices == [1, 2, 3]
     assert cfg.callbacks.model_checkpoint.monitor == "val/nme"
     assert cfg.callbacks.model_checkpoint.mode == "min"
     mine = compose_train("task=landmarks", "data=coco_keypoints", "backbone=lenet5", "trainer=cpu")

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import ROOT, TrainRun
+from tests.conftest import ROOT, TrainRun, run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,18 @@ RUN = (
 )
 
 
-def train(cwd, run_dir, *overrides):
-    """``train.py`` in ``cwd``; ``run_dir=None`` lets Hydra (or a resume) choose the folder."""
+def train(cwd, run_dir, *overrides, here=False):
+    """``train.py`` in ``cwd``; ``run_dir=None`` lets Hydra (or a resume) choose the folder.
+
+    ``here=True`` runs its entry point in this process (no import time), for runs that are
+    neither killed nor signalled.
+    """
     where = [f"hydra.run.dir={run_dir}"] if run_dir else []
+    if here:
+        from cvtasks.cli.train import main
+
+        argv = ["train.py", *RUN, *overrides, *where]
+        return TrainRun(run_in_process(main, argv, cwd), run_dir)
     proc = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *RUN, *overrides, *where],
         cwd=cwd,
@@ -70,7 +79,9 @@ def assert_same_steps(resumed, reference, resumed_from):
 def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_path):
     logs = tmp_path / "logs"
     ref_losses, losses = tmp_path / "reference.jsonl", tmp_path / "killed.jsonl"
-    reference = train(tmp_path, tmp_path / "reference", *record_losses(ref_losses)).check()
+    reference = train(
+        tmp_path, tmp_path / "reference", *record_losses(ref_losses), here=True
+    ).check()
     killed_dir = logs / "classification" / "runs" / "killed"
     # killed before step 7: epoch 1, batch 2 (mid-epoch)
     killed = train(tmp_path, killed_dir, *inject("KillAt", 6), *record_losses(losses))
@@ -99,7 +110,9 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_
 def test_siamese_pk_batches_resume_mid_epoch_like_an_uninterrupted_run(tmp_path):
     siamese = ("task=siamese", "data=digits_identities")
     ref_losses, losses = tmp_path / "reference.jsonl", tmp_path / "killed.jsonl"
-    reference = train(tmp_path, tmp_path / "reference", *siamese, *record_losses(ref_losses))
+    reference = train(
+        tmp_path, tmp_path / "reference", *siamese, *record_losses(ref_losses), here=True
+    )
     reference.check()
     killed_dir = tmp_path / "killed"
     killed = train(tmp_path, killed_dir, *siamese, *inject("KillAt", 6), *record_losses(losses))
@@ -114,7 +127,7 @@ def test_siamese_pk_batches_resume_mid_epoch_like_an_uninterrupted_run(tmp_path)
 
 
 def test_ckpt_path_last_with_nothing_to_resume_says_where_it_looked(tmp_path):
-    run = train(tmp_path, None, f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=last")
+    run = train(tmp_path, None, f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=last", here=True)
     assert run.proc.returncode == 2
     assert "ckpt_path=last: no checkpoints/last.ckpt under" in run.proc.stderr
     assert str(tmp_path / "logs" / "classification" / "runs") in run.proc.stderr
@@ -128,6 +141,6 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path):
     assert "stopped by SIGTERM" in stopped.output
     last = run_dir / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 3  # the batch after the signal
-    resumed = train(tmp_path, None, f"ckpt_path={last}")
+    resumed = train(tmp_path, None, f"ckpt_path={last}", here=True)
     resumed.run_dir = run_dir
     assert resumed.check().metrics["global_step"] == 8

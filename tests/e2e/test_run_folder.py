@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, TrainRun
+from tests.conftest import ROOT, TINY, TrainRun, run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,14 @@ def train(tmp_path, run_dir, *overrides):
     return TrainRun(proc, run_dir)
 
 
+def train_here(tmp_path, run_dir, *overrides):
+    """The same run through train.py's entry point in this process (no import time)."""
+    from cvtasks.cli.train import main
+
+    argv = ["train.py", *TINY, *overrides, f"hydra.run.dir={run_dir}"]
+    return TrainRun(run_in_process(main, argv, tmp_path), run_dir)
+
+
 def inject(name, **kwargs):
     extra = [f"+callbacks.phase.{key}={value}" for key, value in kwargs.items()]
     return [f"+callbacks.phase._target_=tests.e2e.inject_phases.{name}", *extra]
@@ -45,16 +53,16 @@ def csv_rows(run_dir):
 
 def test_a_new_run_into_a_finished_runs_folder_is_refused_unless_asked(tmp_path):
     run_dir = tmp_path / "run"
-    first = train(tmp_path, run_dir).check()
+    first = train_here(tmp_path, run_dir).check()
     best = (run_dir / "checkpoints" / "best.ckpt").read_bytes()
-    refused = train(tmp_path, run_dir, "trainer.max_epochs=2")
+    refused = train_here(tmp_path, run_dir, "trainer.max_epochs=2")
     assert refused.proc.returncode == 2, refused.output[-3000:]
     assert f"error: {run_dir} already holds a run" in refused.proc.stderr
     assert "ckpt_path=last" in refused.proc.stderr and "Traceback" not in refused.proc.stderr
     assert (run_dir / "checkpoints" / "best.ckpt").read_bytes() == best
     assert first.metrics["epochs"] == 1 == TrainRun(refused.proc, run_dir).metrics["epochs"]
 
-    replaced = train(tmp_path, run_dir, "trainer.max_epochs=2", "overwrite=true").check()
+    replaced = train_here(tmp_path, run_dir, "trainer.max_epochs=2", "overwrite=true").check()
     assert replaced.metrics["epochs"] == 2
     assert [r["epoch"] for r in csv_rows(run_dir) if r.get("val/acc")] == ["0", "1"]
 
@@ -75,7 +83,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_finishes(tmp_p
         while not (tmp_path / "waiting").exists() and time.monotonic() < deadline:
             assert first.poll() is None, first.stdout.read()[-3000:]
             time.sleep(0.1)
-        second = train(tmp_path, run_dir, "trainer.max_epochs=2")
+        second = train_here(tmp_path, run_dir, "trainer.max_epochs=2")
         assert second.proc.returncode == 2, second.output[-3000:]
         assert f"{run_dir} is in use by another run (pid {first.pid}" in second.proc.stderr
     finally:
@@ -101,7 +109,7 @@ def test_a_resume_appends_to_the_history_and_removes_stale_temp_files(tmp_path):
     assert before, "rows up to the last checkpoint are on disk"
     stale = run_dir / ".config.yaml.k2j4h1x_.tmp"
     stale.write_text("half a file of a killed write")
-    resumed = train(tmp_path, run_dir, "trainer.max_epochs=2", EVERY_STEP, "ckpt_path=last")
+    resumed = train_here(tmp_path, run_dir, "trainer.max_epochs=2", EVERY_STEP, "ckpt_path=last")
     assert resumed.check().metrics["global_step"] == 6
     after = csv_rows(run_dir)
     assert [r["step"] for r in after[: len(before)]] == [r["step"] for r in before]
@@ -110,9 +118,9 @@ def test_a_resume_appends_to_the_history_and_removes_stale_temp_files(tmp_path):
 
 def test_a_failed_resume_deletes_nothing(tmp_path):
     run_dir = tmp_path / "run"
-    train(tmp_path, run_dir).check()
+    train_here(tmp_path, run_dir).check()
     history = (run_dir / "csv" / "metrics.csv").read_text()
-    failed = train(tmp_path, run_dir, "ckpt_path=last", "task.head.name=mlp")
+    failed = train_here(tmp_path, run_dir, "ckpt_path=last", "task.head.name=mlp")
     assert failed.proc.returncode != 0
     assert (run_dir / "csv" / "metrics.csv").read_text() == history
     assert (run_dir / "metrics.json").is_file()
@@ -125,7 +133,7 @@ def test_sigterm_in_the_final_test_exits_143_and_a_resume_finishes_the_run(tmp_p
     assert "stopped by SIGTERM during the final test" in stopped.output
     assert "resume with ckpt_path=last" in stopped.output
     assert not (run_dir / "metrics.json").exists()
-    resumed = train(tmp_path, run_dir, "ckpt_path=last").check()
+    resumed = train_here(tmp_path, run_dir, "ckpt_path=last").check()
     assert resumed.metrics["global_step"] == 3 and 0.0 <= resumed.metrics["test/acc"] <= 1.0
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cvtasks.data.image_masks import write_mask
+from cvtasks.data.masks import write_mask
 from tests.conftest import TINY
 from tests.data.test_image_masks import write_pair
 

@@ -86,7 +86,8 @@ def test_fc_layer_equals_one_by_one_convolution():
     volume = torch.randn(2, 512, 7, 7)
     per_position = linear(volume.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     torch.testing.assert_close(conv(volume), per_position)
-    # The seed's depth-reduction example (l.5067-5086): 8 one-by-one kernels over 512 channels
+    # The seed's depth-reduction example (seed 001 §6.4, "One by One Convolutions and Fully
+    # Convolutional Networks"): 8 one-by-one kernels over 512 channels
     # plus 8 biases. The seed prints the total as 4,112; 8 * 512 + 8 is 4,104.
     assert sum(p.numel() for p in conv.parameters()) == 8 * 512 + 8 == 4104
 

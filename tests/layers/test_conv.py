@@ -10,7 +10,7 @@ from cvtasks.layers import ConvNormAct, SamePad2d, make_norm, remap_conv_norm_ac
 from cvtasks.ops import same_padding
 from tests.layers.conftest import randomize_bn
 
-SEED_INPUT = [2.0, 4.0, 6.0, 1.0, 5.0, 3.0, 2.0]  # seed 003 l.582, a 1x7 image
+SEED_INPUT = [2.0, 4.0, 6.0, 1.0, 5.0, 3.0, 2.0]  # seed 003 SAS notes, a 1x7 image
 
 
 def _bare(kernel_size, **kw):
@@ -19,7 +19,7 @@ def _bare(kernel_size, **kw):
 
 
 def test_seed_1x4_filter_pads_one_left_two_right():
-    # seed 003 l.626-634: [0, 2, 4, 6, 1, 5, 3, 2, 0, 0] convolved with [2, -1, 0.1, 5]
+    # seed 003 SAS notes (on CPU): [0, 2, 4, 6, 1, 5, 3, 2, 0, 0] convolved with [2, -1, 0.1, 5]
     layer = _bare((1, 4))
     assert isinstance(layer.pad, nn.ZeroPad2d) and layer.pad.padding == (1, 2, 0, 0)
     with torch.no_grad():
@@ -30,7 +30,7 @@ def test_seed_1x4_filter_pads_one_left_two_right():
 
 
 def test_seed_1x2_filter_pads_zero_left_one_right():
-    # seed 003 l.669-678: [1, 2, 3, 4, 5, 0] convolved with [1, 2]
+    # seed 003 SAS notes (on GPU): [1, 2, 3, 4, 5, 0] convolved with [1, 2]
     layer = _bare((1, 2))
     with torch.no_grad():
         layer.conv.weight.copy_(torch.tensor([1.0, 2.0]).view(1, 1, 1, 2))

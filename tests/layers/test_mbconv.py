@@ -27,7 +27,7 @@ def test_matches_torchvision_mbconv(expand, kernel, stride, in_chs, out_chs):
     torch.manual_seed(0)
     cnf = MBConvConfig(expand, kernel, stride, in_chs, out_chs, num_layers=1)
     theirs = randomize_bn(TorchvisionMBConv(cnf, 0.2, nn.BatchNorm2d)).eval()
-    ours = MBConv(in_chs, out_chs, kernel, stride, expand, drop_path_rate=0.2).eval()
+    ours = MBConv(in_chs, out_chs, kernel, stride, expand, drop_path=0.2).eval()
     assert ours.has_skip == theirs.use_res_connect
     ours.load_state_dict(remap_conv_norm_act_keys(theirs.state_dict(), ours))  # strict
     x = torch.randn(2, in_chs, 10, 10)
@@ -77,7 +77,7 @@ def test_drop_path_drops_whole_samples_and_keeps_the_mean():
 
 def test_residual_branch_is_dropped_only_in_training():
     torch.manual_seed(0)
-    block = MBConv(8, 8, 3, 1, 4, drop_path_rate=1.0)
+    block = MBConv(8, 8, 3, 1, 4, drop_path=1.0)
     x = torch.randn(4, 8, 6, 6)
     torch.testing.assert_close(block(x), x)  # p = 1: only the shortcut is left
     block.eval()
@@ -85,7 +85,7 @@ def test_residual_branch_is_dropped_only_in_training():
 
 
 def test_channels_last_forward_backward():
-    block = MBConv(8, 16, 3, 2, 6, drop_path_rate=0.1)
+    block = MBConv(8, 16, 3, 2, 6, drop_path=0.1)
     x = torch.randn(2, 8, 8, 8).to(memory_format=torch.channels_last).requires_grad_()
     out = block.to(memory_format=torch.channels_last)(x)
     assert out.shape == (2, 16, 4, 4)
@@ -95,7 +95,7 @@ def test_channels_last_forward_backward():
 
 def test_compiles_fullgraph():
     torch.manual_seed(0)
-    block = MBConv(8, 8, 3, 1, 4, drop_path_rate=0.2)
+    block = MBConv(8, 8, 3, 1, 4, drop_path=0.2)
     x = torch.randn(2, 8, 8, 8)
     compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
     out = compiled(x)  # training: batch statistics and stochastic depth inside the graph

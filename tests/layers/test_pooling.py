@@ -4,18 +4,18 @@ import torch.nn.functional as F
 
 from cvtasks.layers import GlobalPool, PartialWindowPool2d
 
-# seed 003 l.791-797: a 1x7 pooling input
+# seed 003 SAS notes (pooling padding): a 1x7 pooling input
 SEED_INPUT = torch.tensor([2.0, 4.0, 6.0, 1.0, 5.0, 3.0, 2.0]).view(1, 1, 1, 7)
 
 
 def test_seed_partial_windows_max():
-    # seed 003 l.802-812: a 1x3 window at stride 1, cut at the right edge
+    # seed 003 SAS notes: a 1x3 window at stride 1, cut at the right edge
     out = PartialWindowPool2d((1, 3), stride=1, mode="max")(SEED_INPUT)
     torch.testing.assert_close(out.flatten(), torch.tensor([6.0, 6, 6, 5, 5, 3, 2]))
 
 
 def test_seed_partial_windows_mean_divides_by_real_elements():
-    # seed 003 l.816: the sixth window averages two values, the seventh one
+    # seed 003 SAS notes: the sixth window averages two values, the seventh one
     out = PartialWindowPool2d((1, 3), stride=1, mode="avg")(SEED_INPUT)
     expected = [12 / 3, 11 / 3, 12 / 3, 9 / 3, 10 / 3, 5 / 2, 2 / 1]
     torch.testing.assert_close(out.flatten(), torch.tensor(expected))

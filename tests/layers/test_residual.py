@@ -70,3 +70,34 @@ def test_channels_last_forward_backward(block):
     torch.testing.assert_close(out, expected)
     out.mean().backward()
     assert xc.grad is not None and all(p.grad is not None for p in block.parameters())
+
+
+@pytest.mark.parametrize(
+    "make", [lambda p: BasicBlock(8, 8, drop_path=p), lambda p: Bottleneck(32, 8, drop_path=p)]
+)
+def test_drop_path_drops_the_branch_in_training_only(make):
+    torch.manual_seed(0)
+    plain, dropping = randomize_bn(make(0.0)), make(1.0)
+    assert isinstance(plain.drop_path, nn.Identity)  # rate 0: torchvision's graph
+    dropping.load_state_dict(plain.state_dict())  # strict: drop_path holds no parameters
+    x = torch.randn(2, 32 if isinstance(plain, Bottleneck) else 8, 5, 5)
+    with torch.no_grad():
+        dropping.eval()
+        torch.testing.assert_close(dropping(x), plain.eval()(x))  # eval: the whole block
+        dropping.train()
+        torch.testing.assert_close(dropping(x), torch.relu(x))  # every branch dropped
+
+
+def test_avg_down_shortcut_pools_then_projects():
+    torch.manual_seed(0)
+    block = randomize_bn(BasicBlock(8, 16, stride=2, avg_down=True))
+    assert [k for k in block.state_dict() if k.startswith("downsample")][:2] == [
+        "downsample.1.weight",
+        "downsample.2.weight",
+    ]  # timm's downsample_avg layout: the pool at index 0
+    x = torch.randn(2, 8, 7, 7)
+    pooled = nn.functional.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False)
+    expected = block.downsample[2](block.downsample[1](pooled))
+    with torch.no_grad():
+        torch.testing.assert_close(block.downsample(x), expected)
+        assert block(x).shape == (2, 16, 4, 4)

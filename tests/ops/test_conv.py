@@ -47,8 +47,9 @@ def test_conv2d_reference_matches_f_conv2d(case):
 
 
 def test_conv2d_reference_alexnet_im2col_shapes():
-    # Seed 003 l.239-242: 227x227x3 input, 96 filters of 11x11x3 at stride 4: x_col is
-    # [363 x 3025], w_row [96 x 363], the product [96 x 3025], reshaped to 55x55x96.
+    # Seed 003, CS231n notes ("Implementation as Matrix Multiplication"): 227x227x3 input, 96
+    # filters of 11x11x3 at stride 4: x_col is [363 x 3025], w_row [96 x 363], the product [96 x
+    # 3025], reshaped to 55x55x96.
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, 227, 227, generator=gen, dtype=f64)
     weight = torch.randn(96, 3, 11, 11, generator=gen, dtype=f64)
@@ -92,7 +93,7 @@ def test_toeplitz_matches_f_conv1d(taps, extra, padding, stride, seed):
 
 
 def test_toeplitz_is_constant_along_diagonals():
-    # Seed 001 l.1158 (footnote 4): a Toeplitz matrix has constant values on the diagonals.
+    # Seed 001 §6.2, footnote 4: a Toeplitz matrix has constant values on the diagonals.
     m = toeplitz_matrix(torch.arange(1.0, 4.0), 9, padding=1)
     assert m.shape == (9, 9)
     torch.testing.assert_close(m[1:, 1:], m[:-1, :-1])
@@ -103,7 +104,7 @@ def test_toeplitz_is_constant_along_diagonals():
 
 
 def test_seed_toeplitz_matrices_of_polynomial_product():
-    # Seed 001 eq. 6.3 l.857 and l.951-1100: f(r) = f0 + f1 r + f2 r^2 times
+    # Seed 001 §6.2, eq. 6.3 and the convolution matrix after it: f(r) = f0 + f1 r + f2 r^2 times
     # g(r) = g0 + ... + g5 r^5 is z = T(f) g = T(g) f with the 8x6 and 8x3 matrices printed
     # there. Take f = 1 + 2r + 3r^2 and g = 1 + r + ... + r^5.
     f0, f1, f2 = 1.0, 2.0, 3.0
@@ -137,7 +138,7 @@ def test_seed_toeplitz_matrices_of_polynomial_product():
         dtype=f64,
     )
     # The seed's product flips the kernel and pads it fully (the classical convolution, of
-    # length 3 + 6 - 1 = 8, eq. 6.5 l.1264); our cross-correlation gets it from the flipped kernel.
+    # length 3 + 6 - 1 = 8, eq. 6.5); our cross-correlation gets it from the flipped kernel.
     torch.testing.assert_close(toeplitz_matrix(f.flip(0), 6, padding=2), t_f)
     torch.testing.assert_close(toeplitz_matrix(g.flip(0), 3, padding=5), t_g)
     # (1 + 2r + 3r^2)(1 + r + ... + r^5) = 1 + 3r + 6r^2 + 6r^3 + 6r^4 + 6r^5 + 5r^6 + 3r^7
@@ -147,17 +148,17 @@ def test_seed_toeplitz_matrices_of_polynomial_product():
 
 
 def test_sas_convolution_example():
-    # Seed 003 l.575-600: [2, -1, 0.1] slid over [2, 4, 6, 1, 5, 3, 2] gives five outputs. The
-    # seed prints each window's element-wise products ([4, -4, 0.6], ...) and calls them the dot
-    # product; the convolution output is their sum.
+    # Seed 003, SAS notes ("Convolution, Stride, and Padding on CPU"): [2, -1, 0.1] slid over [2, 4,
+    # 6, 1, 5, 3, 2] gives five outputs. The seed prints each window's element-wise products ([4,
+    # -4, 0.6], ...) and calls them the dot product; the convolution output is their sum.
     x = torch.tensor([2, 4, 6, 1, 5, 3, 2], dtype=f64)
     kernel = torch.tensor([2, -1, 0.1], dtype=f64)
     expected = torch.tensor([4 - 4 + 0.6, 8 - 6 + 0.1, 12 - 1 + 0.5, 2 - 5 + 0.3, 10 - 3 + 0.2])
     torch.testing.assert_close(conv1d_toeplitz(x, kernel), expected.to(f64))
-    # Seed 003 l.602-620: one zero on each side keeps 7 outputs.
+    # Seed 003, SAS notes: one zero on each side keeps 7 outputs.
     padded = conv1d_toeplitz(x, kernel, padding=1)
     torch.testing.assert_close(padded[[0, -1]], torch.tensor([-1.6, 4.0], dtype=f64))
-    # Seed 003 l.626-636: the 1x4 filter with one zero on the left and two on the right.
+    # Seed 003, SAS notes: the 1x4 filter with one zero on the left and two on the right.
     out = conv1d_toeplitz(x, torch.tensor([2, -1, 0.1, 5], dtype=f64), padding=(1, 2))
     torch.testing.assert_close(out, torch.tensor([28.4, 5.6, 27.1, 26.5, 7.3, 7.2, 4.0], dtype=f64))
 

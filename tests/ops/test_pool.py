@@ -62,10 +62,11 @@ def _pool_1d(values, mode, kernel=3, stride=1):
 
 
 def test_sas_partial_window_example():
-    # Seed 003 l.787-810: window 3, stride 1 over [2, 4, 6, 1, 5, 3, 2]; the window starts at the
-    # left edge and shrinks over the right edge: Max{[3, 2]} = 3, Max{[2]} = 2.
+    # Seed 003, SAS notes ("Differences between Pooling and Convolution Padding"): window 3, stride
+    # 1 over [2, 4, 6, 1, 5, 3, 2]; the window starts at the left edge and shrinks over the right
+    # edge: Max{[3, 2]} = 3, Max{[2]} = 2.
     assert _pool_1d(SAS_INPUT, "max").tolist() == [6, 6, 6, 5, 5, 3, 2]
-    # Seed 003 l.816 gives no numbers for the mean, only the rule: the first five windows divide by
+    # The same notes give no numbers for the mean, only the rule: the first five windows divide by
     # three, the sixth by two, the seventh is the solitary element.
     mean = [12 / 3, 11 / 3, 12 / 3, 9 / 3, 10 / 3, 5 / 2, 2 / 1]
     torch.testing.assert_close(_pool_1d(SAS_INPUT, "avg"), torch.tensor(mean, dtype=f64))
@@ -78,7 +79,7 @@ def test_sas_partial_window_example():
 
 
 def test_sas_stride_one_keeps_the_input_size():
-    # Seed 003 l.818: "For pooling strides of 1, you always get an output matrix with the same
+    # Seed 003, SAS notes: "For pooling strides of 1, you always get an output matrix with the same
     # dimensions as the input matrix", whatever the window, even one wider than the input.
     for size in range(1, 9):
         for kernel in range(1, 11):
@@ -180,7 +181,7 @@ def test_rejects_bad_inputs():
 
 
 def test_pool_output_size_without_partial_windows_floors():
-    # Seed 001 l.4745-4747: non-overlapping windows, stride = window; 7 // 2 = 3 whole windows.
+    # Seed 001 §6.4, Fig 6.11: non-overlapping windows, stride = window; 7 // 2 = 3 whole windows.
     assert pool_output_size(7, 2) == 3
     assert pool_output_size(7, 2, partial_windows=True) == 4
     assert pool_output_size(224, 2, 2) == 112

@@ -28,7 +28,8 @@ def test_conv_output_size_matches_nn_conv2d(size, kernel, stride, padding, dilat
     conv = nn.Conv2d(1, 1, (kernel, 1), stride=(stride, 1), padding=(padding, 0), dilation=dilation)
     real = conv(torch.zeros(1, 1, size, 1)).shape[2]
     assert conv_output_size(size, kernel, stride, padding, dilation, floor=True) == real
-    # Without floor it is an error exactly when the windows do not tile the input (seed 003 l.134).
+    # Without floor it is an error exactly when the windows do not tile the input (seed 003, CS231n
+    # notes, "Constraints on strides").
     if (size - span + 2 * padding) % stride:
         with pytest.raises(ValueError, match="not an integer"):
             conv_output_size(size, kernel, stride, padding, dilation)
@@ -54,21 +55,25 @@ def test_conv_output_size_matches_nn_maxpool2d(size, kernel, stride, padding, di
 
 
 def test_cs231n_examples():
-    # Seed 003 l.111: 7x7 input, 3x3 filter, stride 1 → 5x5, stride 2 → 3x3.
+    # Seed 003, CS231n notes ("Spatial arrangement"): 7x7 input, 3x3 filter, stride 1 → 5x5, stride
+    # 2 → 3x3.
     assert conv_output_size(7, 3, 1) == 5
     assert conv_output_size(7, 3, 2) == 3
-    # Seed 003 l.118: W=5, F=3, P=1 gives 5 (S=1) and 3 (S=2); S=3 does not fit.
+    # Seed 003, CS231n notes (the spatial arrangement figure): W=5, F=3, P=1 gives 5 (S=1) and 3
+    # (S=2); S=3 does not fit.
     assert conv_output_size(5, 3, 1, 1) == 5
     assert conv_output_size(5, 3, 2, 1) == 3
     with pytest.raises(ValueError, match="not an integer"):
         conv_output_size(5, 3, 3, 1)
-    # Seed 003 l.130: W=10, F=3, P=0, S=2 gives 4.5, an invalid setting.
+    # Seed 003, CS231n notes ("Constraints on strides"): W=10, F=3, P=0, S=2 gives 4.5, an invalid
+    # setting.
     with pytest.raises(ValueError, match="not an integer"):
         conv_output_size(10, 3, 2)
 
 
 def test_alexnet_first_layer():
-    # Seed 003 l.136-140: 227 input, F=11, S=4, P=0 → 55; the paper's 224 does not fit.
+    # Seed 003, CS231n notes ("Real-world example", AlexNet): 227 input, F=11, S=4, P=0 → 55; the
+    # paper's 224 does not fit.
     assert conv_output_size(227, 11, 4) == 55
     with pytest.raises(ValueError, match="not an integer"):
         conv_output_size(224, 11, 4)
@@ -89,7 +94,8 @@ def test_alexnet_first_layer():
 )
 def test_same_padding_gives_ceil_size_over_stride(size, kernel, stride, dilation):
     before, after = same_padding(size, kernel, stride, dilation)
-    # The extra element of an odd total goes after (right/bottom), seed 003 l.626.
+    # The extra element of an odd total goes after (right/bottom), as in seed 003's SAS
+    # notes ("Convolution, Stride, and Padding on CPU").
     assert 0 <= after - before <= 1
     x = F.pad(torch.zeros(1, 1, size), (before, after))
     assume(x.shape[-1] >= dilation * (kernel - 1) + 1)
@@ -104,21 +110,23 @@ def _sas_conv(signal, kernel, pad):
 
 def test_sas_same_padding_examples():
     signal = [2, 4, 6, 1, 5, 3, 2]
-    # Seed 003 l.602-620: a 1x3 filter over 7 pixels, one zero each side, 7 outputs. The seed
-    # lists each window's element-wise products; the outputs are their sums.
+    # Seed 003, SAS notes ("Convolution, Stride, and Padding on CPU"): a 1x3 filter over 7 pixels,
+    # one zero each side, 7 outputs. The seed lists each window's element-wise products; the outputs
+    # are their sums.
     assert same_padding(7, 3) == (1, 1)
     torch.testing.assert_close(
         _sas_conv(signal, [2, -1, 0.1], same_padding(7, 3)),
         torch.tensor([-1.6, 0.6, 2.1, 11.5, -2.7, 7.2, 4.0], dtype=torch.float64),
     )
-    # Seed 003 l.622-636: a 1x4 filter needs 3 zeros, one on the left and two on the right.
+    # Seed 003, SAS notes (same section): a 1x4 filter needs 3 zeros, one on the left and two on the
+    # right.
     assert same_padding(7, 4) == (1, 2)
     torch.testing.assert_close(
         _sas_conv(signal, [2, -1, 0.1, 5], same_padding(7, 4)),
         torch.tensor([28.4, 5.6, 27.1, 26.5, 7.3, 7.2, 4.0], dtype=torch.float64),
     )
-    # Seed 003 l.663-677 and l.700-714: a 1x2 filter over 5 and over 4 pixels, padLeft=0 and
-    # padRight=1.
+    # Seed 003, SAS notes ("Convolution, Stride, and Padding on GPU"): a 1x2 filter over 5 and over
+    # 4 pixels, padLeft=0 and padRight=1.
     assert same_padding(5, 2) == (0, 1)
     assert same_padding(4, 2) == (0, 1)
     torch.testing.assert_close(

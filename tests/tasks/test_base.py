@@ -6,7 +6,7 @@ from torch import nn
 
 from cvtasks.tasks.base import class_names_for, lr_schedule
 from cvtasks.tasks.classification import ClassificationTask
-from cvtasks.tasks.speed import check_compile
+from cvtasks.training.speed import check_compile
 
 
 class TinyBackbone(nn.Module):
@@ -107,3 +107,15 @@ def test_training_updates_skip_value_checks_that_wait_for_the_device():
     assert set(train) == {k.replace("val/", "train/") for k in val}
     for key, value in val.items():
         torch.testing.assert_close(train[key.replace("val/", "train/")], value)
+
+
+@pytest.mark.parametrize(
+    "name", ["classification", "localization", "landmarks", "segmentation", "siamese"]
+)
+def test_every_built_in_task_declares_its_view_and_report_beside_itself(name):
+    from cvtasks.registry import TASKS
+
+    task = TASKS.get(name)
+    companion = f"cvtasks.tasks.{name}_report"
+    assert task.view.__module__ == companion and task.report.__module__ == companion
+    assert task.dense_output is (name == "segmentation")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvtasks.data.image_masks import mask_palette
+from cvtasks.data.masks import mask_palette
 from cvtasks.viz.masks import colorize_mask, draw_segmentation, overlay_mask
 
 

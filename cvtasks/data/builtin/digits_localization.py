@@ -1,6 +1,6 @@
 """The default localization dataset: handwritten digits pasted onto noisy 64x64 canvases.
 
-Seed 001 §6.6 (``001_db1636ab9a81b446.txt`` l.6094-6170) localizes one object per image, or
+Seed 001 §6.6 ("Object Localization") localizes one object per image, or
 *nothing*. Here the objects are scikit-learn's 8x8 digits (``load_digits``, shipped inside
 scikit-learn: no download), each stretched to a random size (16-40 pixels wide, aspect 0.8-1.25)
 and blended at a random position, in a random brightness that stands out, onto a canvas of
@@ -16,7 +16,7 @@ plus one COCO JSON per split,
     <root>/digits-loc-v1/{train,val,test}/<index>.png
     <root>/digits-loc-v1/annotations/{train,val,test}.json
 
-and read back by :class:`~cvtasks.data.coco.CocoBoxesDataModule` like any COCO set a user
+and read back by :class:`~cvtasks.data.coco_boxes.CocoBoxesDataModule` like any COCO set a user
 brings. Every image is drawn from its own seed ``(DIGITS_LOC_SEED, split, index)``.
 """
 
@@ -33,7 +33,7 @@ from PIL import Image
 from cvtasks.data.builtin.base import WrittenOnFirstUse, builtin_root
 from cvtasks.data.builtin.digits import DIGITS_SEED, DIGITS_SPLIT
 from cvtasks.data.cache import write_once
-from cvtasks.data.coco import CocoBoxesDataModule
+from cvtasks.data.coco_boxes import CocoBoxesDataModule
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.registry import DATASETS
 

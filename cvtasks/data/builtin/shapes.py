@@ -4,8 +4,8 @@ Each 64x64 image holds one to four shapes of random size, colour, rotation and t
 background made of a smooth colour field mixed with stripes or checks, plus pixel noise; later
 shapes hide parts of earlier ones. Its mask gives every pixel its class: 0 background,
 1 circle, 2 rectangle, 3 triangle. This is per-pixel classification, the semantic segmentation of
-seed 001 Fig 6.16 (d) (l.5987-5989): the output is "a tensor with width and height dimensions the
-same as the input image, and a depth dimension which is the number of classes" (l.6041-6044).
+seed 001 §6.6, Fig 6.16 (d): the output is "a tensor with width and height dimensions the
+same as the input image, and a depth dimension which is the number of classes".
 
 The files are written once into the cache in the ``image_masks`` layout,
 ``<root>/shapes-v1/{train,val,test}/{images,masks}/<index>.png`` with ``classes.txt``, masks as
@@ -25,7 +25,8 @@ from PIL import Image, ImageDraw
 
 from cvtasks.data.builtin.base import WrittenOnFirstUse, builtin_root
 from cvtasks.data.cache import write_once
-from cvtasks.data.image_masks import ImageMaskDataModule, write_mask
+from cvtasks.data.image_masks import ImageMaskDataModule
+from cvtasks.data.masks import write_mask
 from cvtasks.registry import DATASETS
 
 SHAPES_DIR = "shapes-v1"

@@ -3,7 +3,7 @@
 Each image shows one face, an ellipse head with random position, scale, rotation and colours
 over a cluttered background, sometimes with hair, ears, eyebrows and occluders. Its five points
 are the two eye centres, the nose tip and the two mouth corners (the five-point face layout of
-seed 001 Fig. 6.16c, ``001_db1636ab9a81b446.txt`` l.5966-5975); "left" is the person's left,
+seed 001 §6.6, Fig 6.16 (c)); "left" is the person's left,
 on the image's right, as in COCO. A point under an occluder is labelled hidden (``v = 1``).
 
 Faces are drawn four times larger and box-filtered down, so edges carry sub-pixel position. The

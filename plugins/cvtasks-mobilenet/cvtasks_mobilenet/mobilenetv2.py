@@ -45,16 +45,29 @@ torchvision's ``mobilenet_v2`` checkpoints load through :func:`torchvision_key_m
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import Any
 
+import torch
 from torch import nn
 
-from cvtasks.backbones.base import StateDict, _check_head_args, load_pretrained
-from cvtasks.backbones.common import ConvHeadBackbone, init_torchvision_weights
+from cvtasks.backbones import (
+    Backbone,
+    StateDict,
+    build_with_weights,
+    init_torchvision_weights,
+    run_stages,
+)
 from cvtasks.backbones.input_size import input_size
-from cvtasks.layers import ConvNormAct, MBConv, make_divisible, remap_conv_norm_act_keys
+from cvtasks.layers import (
+    ConvNormAct,
+    LinearHead,
+    MBConv,
+    check_head_args,
+    make_divisible,
+    pool_flat,
+    remap_conv_norm_act_keys,
+)
 from cvtasks.registry import BACKBONES
 
 #: the paper's Table 2: (expansion t, output channels c, repeats n, first stride s) per stage.
@@ -73,7 +86,7 @@ FEATURE_STAGES = (0, 1, 2, 4, 6)  # the last stage at each reduction 2, 4, 8, 16
 ACT = "relu6"
 
 
-class MobileNetV2(ConvHeadBackbone):
+class MobileNetV2(Backbone):
     """MobileNetV2 (see the module docstring for the table and the paper's sections).
 
     Args:
@@ -81,15 +94,14 @@ class MobileNetV2(ConvHeadBackbone):
         in_chans: input channels.
         num_classes: logits of the classifier; 0 builds neither ``conv_head`` nor ``fc``.
         drop_rate: dropout before the linear layer (0.2, as torchvision).
-        pretrained: a local weights file in cvtasks' layout or torchvision's ``mobilenet_v2``
-            layout (``features.N...``, ``classifier.1``).
 
     Raises:
         ValueError: a ``width_mult`` that is not positive, a bad ``num_classes`` or
             ``drop_rate``.
     """
 
-    feature_stages = FEATURE_STAGES
+    classifier_modules = ("conv_head", "fc")  # skipped from a checkpoint when they do not fit
+    stem_weight = "stem.conv.weight"  # kept fresh when in_chans differs
 
     def __init__(
         self,
@@ -97,10 +109,9 @@ class MobileNetV2(ConvHeadBackbone):
         in_chans: int = 3,
         num_classes: int = 0,
         drop_rate: float = 0.2,
-        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        _check_head_args(num_classes, drop_rate)
+        check_head_args(num_classes, drop_rate, dropout_name="drop_rate", minimum=0)
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
         self.in_chans, self.width_mult = in_chans, width_mult
@@ -125,13 +136,27 @@ class MobileNetV2(ConvHeadBackbone):
                 )
         self.blocks = nn.Sequential(*stages)
         self.num_features = in_chs
+        # The classifier: a 1x1 conv widening the last stage, then pool → dropout → linear.
         head_chs = make_divisible(HEAD_CHS * max(1.0, width_mult), 8)  # only ever widened
-        self.init_conv_head(head_chs, num_classes, drop_rate, act_layer=ACT)
+        self.head_chs = head_chs
+        self.conv_head = (
+            ConvNormAct(in_chs, head_chs, 1, act_layer=ACT) if num_classes else nn.Identity()
+        )
+        self.fc = LinearHead(head_chs, num_classes, drop_rate) if num_classes else nn.Identity()
 
         # torchvision's MobileNetV2 initialisation, so training from scratch follows its recipe.
         init_torchvision_weights(self, partial(nn.init.normal_, mean=0.0, std=0.01))
-        if pretrained:
-            load_pretrained(self, pretrained, key_map=torchvision_key_map)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The last block's map at each reduction: 16@2, 24@4, 32@8, 96@16, 320@32."""
+        return run_stages(self.blocks, self.stem(x), keep=FEATURE_STAGES)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits through ``conv_head`` and ``fc``, or the pooled last stage ``[B, num_features]``
+        when ``pre_logits`` or ``num_classes == 0``."""
+        if pre_logits or not self.num_classes:
+            return pool_flat(x)
+        return self.fc(self.conv_head(x))
 
 
 def torchvision_key_map(state: StateDict, model: nn.Module) -> StateDict:
@@ -182,5 +207,9 @@ def _block_key(path: str, rest: str, model: nn.Module) -> str:
 @BACKBONES.register("mobilenet_v2")
 @input_size(224)
 def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
-    """MobileNetV2: inverted residuals, linear bottlenecks, ReLU6; 3.5M params (1000 classes)."""
-    return MobileNetV2(**kwargs)
+    """MobileNetV2: inverted residuals, linear bottlenecks, ReLU6; 3.5M params (1000 classes).
+
+    ``pretrained`` is a local weights file in cvtasks' layout or torchvision's ``mobilenet_v2``
+    layout (``features.N...``, ``classifier.1``).
+    """
+    return build_with_weights(MobileNetV2, "mobilenet_v2", key_map=torchvision_key_map, **kwargs)

@@ -19,7 +19,7 @@ from cvtasks.registry import BACKBONES
 
 PLUGIN = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PLUGIN))  # the source tree, whether or not the package is installed
-from cvtasks_mobilenet import MobileNetV2  # noqa: E402 - registers "mobilenet_v2"
+from cvtasks_mobilenet import MobileNetV2, mobilenet_v2  # noqa: E402 - registers "mobilenet_v2"
 
 
 def param_count(model: nn.Module) -> int:
@@ -53,7 +53,7 @@ def test_parameter_count_equals_torchvision(width_mult):
 def test_logits_equal_torchvision_on_loaded_weights(tmp_path):
     theirs = torchvision_mobilenet_v2()
     torch.save(theirs.state_dict(), tmp_path / "mobilenet_v2.pth")
-    ours = MobileNetV2(num_classes=1000, pretrained=tmp_path / "mobilenet_v2.pth").eval()
+    ours = mobilenet_v2(num_classes=1000, pretrained=tmp_path / "mobilenet_v2.pth").eval()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         expected, got = theirs(x), ours(x)
@@ -64,13 +64,13 @@ def test_logits_equal_torchvision_on_loaded_weights(tmp_path):
 def test_checkpoint_for_other_classes_and_channels_loads_the_rest(tmp_path):
     theirs = torchvision_mobilenet_v2()
     torch.save(theirs.state_dict(), tmp_path / "mobilenet_v2.pth")
-    gray = MobileNetV2(in_chans=1, num_classes=5, pretrained=tmp_path / "mobilenet_v2.pth")
+    gray = mobilenet_v2(in_chans=1, num_classes=5, pretrained=tmp_path / "mobilenet_v2.pth")
     assert gray.fc.out_features == 5 and gray.stem.conv.in_channels == 1
     torch.testing.assert_close(
         gray.blocks[6][0].block[1].conv.weight, theirs.features[17].conv[1][0].weight
     )
     torch.testing.assert_close(gray.conv_head.bn.running_var, theirs.features[18][1].running_var)
-    trunk = MobileNetV2(num_classes=0, pretrained=tmp_path / "mobilenet_v2.pth")
+    trunk = mobilenet_v2(num_classes=0, pretrained=tmp_path / "mobilenet_v2.pth")
     assert isinstance(trunk.conv_head, nn.Identity) and isinstance(trunk.fc, nn.Identity)
     torch.testing.assert_close(trunk.stem.conv.weight, theirs.features[0][0].weight)
 

@@ -7,14 +7,13 @@ beside this file makes ``python train.py backbone=tinynet`` work once the packag
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from cvtasks.backbones import Backbone, load_pretrained
+from cvtasks.backbones import Backbone, build_with_weights
 from cvtasks.registry import BACKBONES
 
 __all__ = ["TinyNet", "tinynet"]
@@ -28,7 +27,6 @@ class TinyNet(Backbone):
         num_classes: logits of ``forward``; 0 returns pooled last-stage features.
         drop_rate: dropout before the classifier.
         widths: output channels of each stage (one stage per entry).
-        pretrained: a local weights file saved from a ``TinyNet`` of the same widths.
     """
 
     def __init__(
@@ -37,7 +35,6 @@ class TinyNet(Backbone):
         num_classes: int = 0,
         drop_rate: float = 0.0,
         widths: Sequence[int] = (16, 32, 64),
-        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]  # Hydra passes a ListConfig
@@ -63,8 +60,6 @@ class TinyNet(Backbone):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        if pretrained:
-            load_pretrained(self, pretrained)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """One map per stage: ``[B, widths[i], H / 2**(i+1), W / 2**(i+1)]``."""
@@ -77,5 +72,8 @@ class TinyNet(Backbone):
 
 @BACKBONES.register("tinynet")
 def tinynet(**kwargs: Any) -> TinyNet:
-    """TinyNet with ``widths=(16, 32, 64)`` unless given."""
-    return TinyNet(**kwargs)
+    """TinyNet with ``widths=(16, 32, 64)`` unless given.
+
+    ``pretrained`` is a local weights file saved from a ``TinyNet`` of the same widths.
+    """
+    return build_with_weights(TinyNet, "tinynet", **kwargs)
