@@ -160,16 +160,28 @@ class LandmarksTask(TaskModule):
             terms.append(cfg["visibility_weight"] * visibility_loss(outputs["visibility"], visible))
         return torch.stack(terms).sum()
 
-    def update_metrics(
-        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
-    ) -> None:
-        """NME and PCK in pixels of the original frame."""
+    def points_in_pixels(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predicted and true points in pixels of the original frame, as NME measures them.
+
+        Returns:
+            ``(pred [B, K, 2], target [B, K, 2], visible [B, K], normalizer [B])``; the
+            normalizer is the inter-ocular distance or the box size (``landmark_normalizer``).
+        """
         pred, _ = self.head.decode(outputs)
         scale = self._original_scale(batch)
         target, visible = batch["keypoints"].float() * scale, batch["visible"].bool()
         box = batch["box"][:, 2:].float() * scale[:, 0] if "box" in batch else None
         norm = landmark_normalizer(target, visible, box, self.eyes)
-        metrics.update(pred.detach() * scale, target, visible, norm)
+        return pred.float() * scale, target, visible, norm
+
+    def update_metrics(
+        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
+    ) -> None:
+        """NME and PCK in pixels of the original frame."""
+        pred, target, visible, norm = self.points_in_pixels(outputs, batch)
+        metrics.update(pred.detach(), target, visible, norm)
 
     def predict_outputs(
         self, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvtasks.metrics.landmarks import landmark_normalizer
 from cvtasks.viz.charts import line_chart
 from cvtasks.viz.keypoints import draw_keypoints
 from cvtasks.viz.report import Report
@@ -44,14 +43,13 @@ class LandmarksReport(Report):
 
     def scores(self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, Any]) -> torch.Tensor:
         """Mean error of the visible points over the normalizer NME uses (eyes or box)."""
-        task = self.task
-        pred, _ = task.head.decode(outputs)
-        cpu = {k: v.cpu() for k, v in batch.items() if torch.is_tensor(v)}
-        scale = task._original_scale(cpu)
-        target, visible = cpu["keypoints"].float() * scale, cpu["visible"].bool()
-        box = cpu["box"][:, 2:].float() * scale[:, 0] if "box" in cpu else None
-        norm = landmark_normalizer(target, visible, box, task.eyes).clamp(min=1e-6)
-        errors = (pred.float().cpu() * scale - target).norm(dim=-1) / norm[:, None]
+        # the targets go to the outputs' device (the head decodes there), the errors to the CPU
+        device = next((v.device for v in outputs.values() if torch.is_tensor(v)), None)
+        on_device = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+        pred, target, visible, norm = (
+            t.cpu() for t in self.task.points_in_pixels(outputs, on_device)
+        )
+        errors = (pred - target).norm(dim=-1) / norm.clamp(min=1e-6)[:, None]
         self.errors.append(errors[visible])
         per_image = (errors * visible).sum(1) / visible.sum(1).clamp(min=1)
         return per_image
