@@ -18,7 +18,7 @@ commands:
   export ckpt=PATH format=onnx|torchscript|torch_export output=FILE
   features backbone=NAME|ckpt=PATH image=FILE [layer=NAME] [channels=[..]] [images=DIR] output=DIR
                                       a layer's channel activations and top input patches
-  list backbones|heads|tasks|datasets|plugins [PATTERN] [plugins=[FILE.py,...]]
+  list backbones|necks|heads|tasks|datasets|plugins [PATTERN] [plugins=[FILE.py,...]]
   summary BACKBONE [INPUT_SIZE]       per-layer output shapes and parameters
 """
 

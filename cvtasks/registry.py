@@ -1,4 +1,4 @@
-"""Name → factory registries for backbones, heads, tasks and datasets.
+"""Name → factory registries for backbones, necks, heads, tasks and datasets.
 
 A registry maps a name (``"lenet5"``) to a function or class that builds the thing. Entries come
 from cvtasks' own modules (imported lazily the first time a registry is read) and from plugins
@@ -148,12 +148,14 @@ class Registry:
 
 
 BACKBONES = Registry("backbone", "cvtasks.backbones")
+NECKS = Registry("neck", "cvtasks.necks")
 HEADS = Registry("head", "cvtasks.heads")
 TASKS = Registry("task", "cvtasks.tasks")
 DATASETS = Registry("dataset", "cvtasks.data")
 
 REGISTRIES: dict[str, Registry] = {
     "backbones": BACKBONES,
+    "necks": NECKS,
     "heads": HEADS,
     "tasks": TASKS,
     "datasets": DATASETS,

@@ -16,12 +16,15 @@ REQUIRED = {
     **{
         f"data={name}": ["data.root=/x"]
         for name in (
+            "coco_detection",
             "coco_keypoints",
             "identity_folders",
             "image_folder",
             "image_masks",
             "voc_boxes",
+            "voc_detection",
             "voc_segmentation",
+            "yolo_detection",
         )
     },
 }
@@ -223,7 +226,9 @@ def test_an_explicit_image_size_wins_and_the_crop_follows_it(compose_train, size
         (["task=localization", "data=voc_boxes", "backbone=efficientnet_b2"], 260),
         (["task=landmarks", "data=coco_keypoints"], 224),  # resnet18
         # segmentation: rounded to a multiple of 32 so that the deepest map divides the input
-        (["task=segmentation", "data=image_masks"], 192),  # timm/resnet10t: 176
+        (["task=segmentation", "data=image_masks"], 224),  # resnet10_tiny: a ResNet's 224
+        (["task=detection", "data=coco_detection", "data.annotations=a.json"], 224),
+        (["task=detection", "data=yolo_detection", "backbone=efficientnet_b1"], 256),  # 240
         (["task=segmentation", "data=image_masks", "backbone=efficientnet_b1"], 256),  # 240
         (["task=segmentation", "data=image_masks", "backbone=lenet5"], 32),
     ],

@@ -14,6 +14,7 @@ ALLOWED = {
     "ops": {"ops"},
     "losses": {"losses", "ops"},
     "metrics": {"metrics", "ops"},
+    "necks": {"necks", "layers", "ops", "registry"},
     "data": {"data", "ops", "io", "registry"},
     "viz": {"viz", "ops", "data.masks"},
 }

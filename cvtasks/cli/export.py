@@ -2,9 +2,15 @@
 
 The exported graph is the task network with BatchNorm folded into its convolutions, taking
 normalized images ``float32 [N, 3, H, W]`` with a dynamic batch axis ``N``. Its outputs are the
-task's raw tensors by name: ``logits`` (classification, segmentation at input size),
-``logits`` + ``box`` (localization, boxes ``cx, cy, w, h`` in [0, 1]), ``keypoints`` (in [0, 1])
-+ ``confidence`` (landmarks, decoded from the head), ``embedding`` (siamese). The
+tensors the task's ``export_outputs`` names: ``logits`` (classification, segmentation at input
+size), ``logits`` + ``box`` (localization, boxes ``cx, cy, w, h`` in [0, 1]), ``keypoints`` (in
+[0, 1]) + ``confidence`` (landmarks, decoded from the head), ``embedding`` (siamese), and for
+detection the decoded detections, peak picking and class-wise NMS inside the graph:
+``boxes float32 [N, D, 4]`` (``x_min, y_min, x_max, y_max`` in pixels of the network input),
+``scores float32 [N, D]`` and ``labels int64 [N, D]``, best first, ``D`` = the task's
+``max_detections``. Images with fewer detections are padded: an empty slot has score 0, label
+-1 and box 0, so a consumer keeps the slots with ``labels >= 0`` and scales their boxes by
+``(file width / input width, file height / input height)`` into the image's pixels. The
 pre-processing and names (image size, mean, std, class and keypoint names, ...) go into the ONNX
 file's ``metadata_props``, or into ``FILE.json`` beside a TorchScript or torch.export file.
 With ``check=true`` the exported model is run on random input against PyTorch (onnxruntime for
@@ -16,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,29 +56,19 @@ class ExportedNetwork(nn.Module):
     def __init__(self, task: nn.Module, image_size: tuple[int, int]) -> None:
         super().__init__()
         # The network is the one submodule (its parameters are the graph's); the task module
-        # only routes the call (segmentation's resize, landmarks' decoding) and stays outside the
-        # module tree, so tracers never walk a LightningModule's trainer-bound properties.
+        # only routes the call (segmentation's resize, the task's export_outputs) and stays
+        # outside the module tree, so tracers never walk a LightningModule's trainer-bound
+        # properties.
         self.net = task.net
         self.__dict__["task"] = task
-        self.decode = hasattr(task.head, "decode")  # heatmaps or coordinates -> points
         self.example = torch.rand(2, 3, *image_size)  # 2: torch.export treats 0 and 1 as fixed
         with torch.no_grad():
-            outputs = task(self.example)
-        if self.decode:
-            self.output_names = ["keypoints", "confidence"]
-        elif isinstance(outputs, Mapping):
-            self.output_names = list(outputs)
-        else:
-            self.output_names = ["embedding" if hasattr(task, "cross_score") else "logits"]
+            self.output_names = list(task.export_outputs(task(self.example)))
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The named outputs, in :attr:`output_names` order."""
-        outputs = self.task(images)
-        if self.decode:
-            return tuple(self.task.head.decode(outputs))
-        if isinstance(outputs, Mapping):
-            return tuple(outputs[name] for name in self.output_names)
-        return (outputs,)
+        """The task's export outputs, in :attr:`output_names` order."""
+        outputs = self.task.export_outputs(self.task(images))
+        return tuple(outputs[name] for name in self.output_names)
 
 
 def exportable(model: TrainedModel) -> ExportedNetwork:

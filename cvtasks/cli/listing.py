@@ -1,4 +1,4 @@
-"""``python -m cvtasks list backbones|heads|tasks|datasets|plugins [PATTERN] [plugins=[...]]``.
+"""``python -m cvtasks list backbones|necks|heads|tasks|datasets|plugins [PATTERN] [plugins=…]``.
 
 ``plugins=[./my_net.py]`` loads plugins first, as ``train.py`` does, so their names are listed
 (each registered backbone is also a ``backbone=<name>`` choice of ``train.py``).

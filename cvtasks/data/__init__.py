@@ -2,20 +2,23 @@
 
 Importing this package registers every dataset in ``DATASETS`` (the registry does so on its first
 read): the readers of data people have, each in the module of its registry name (``image_folder``,
-``image_masks``, ``identity_folders``, ``coco_boxes``, ``coco_keypoints``, ``voc_boxes``,
-``voc_segmentation``), and the built-in datasets of :mod:`cvtasks.data.builtin`, written into the
-cache in those same formats.
+``image_masks``, ``identity_folders``, ``coco_boxes``, ``coco_detection``, ``coco_keypoints``,
+``voc_boxes``, ``voc_detection``, ``voc_segmentation``, ``yolo_detection``), and the built-in
+datasets of :mod:`cvtasks.data.builtin`, written into the cache in those same formats.
 """
 
 from cvtasks.data import (  # noqa: F401 -- imported to register their datasets
     builtin,
     coco_boxes,
+    coco_detection,
     coco_keypoints,
     identity_folders,
     image_folder,
     image_masks,
     voc_boxes,
+    voc_detection,
     voc_segmentation,
+    yolo_detection,
 )
 from cvtasks.data.datamodule import VisionDataModule
 from cvtasks.data.image_folder import ImageFolderDataModule, ImageFolderDataset

@@ -27,18 +27,20 @@ class AnnotationIssues:
 
     Args:
         policy: ``"error"`` (raise at the first problem) or ``"skip"`` (count and go on).
+        unit: what ``"skip"`` drops, for the message (``"images"``, ``"boxes"``).
     """
 
-    def __init__(self, policy: str = "error") -> None:
+    def __init__(self, policy: str = "error", unit: str = "images") -> None:
         check_choice("data.on_bad_annotation", policy, ON_BAD_ANNOTATION)
         self.policy = policy
+        self.unit = unit
         self.messages: list[str] = []
 
     def report(self, message: str) -> None:
         """Raise :class:`AnnotationError` with ``message``, or record it under ``"skip"``."""
         if self.policy == "error":
             raise AnnotationError(
-                f"{message} (set data.on_bad_annotation=skip to skip such images)"
+                f"{message} (set data.on_bad_annotation=skip to skip such {self.unit})"
             )
         self.messages.append(message)
 

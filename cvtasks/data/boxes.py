@@ -22,13 +22,10 @@ from typing import Any, NamedTuple
 import albumentations as A
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
-from cvtasks.data.image_folder import stratified_split
-from cvtasks.data.images import BadImageError, load_or_skip, orientation_note, read_image
-from cvtasks.data.scan import refuse_shared_files
-from cvtasks.data.transforms import build_pipeline
+from cvtasks.data.annotated import AnnotatedDataModule, AnnotatedImages
+from cvtasks.data.datamodule import check_choice
+from cvtasks.data.images import load_or_skip
 
 MULTIPLE_OBJECTS = ("largest", "error")
 OUT_OF_FRAME = ("clip", "nothing")
@@ -93,11 +90,7 @@ def box_params(out_of_frame: str, min_visibility: float) -> A.BboxParams:
     )
 
 
-def _path(sample: BoxSample) -> str:
-    return sample.path
-
-
-class BoxDataset(Dataset):
+class BoxDataset(AnnotatedImages):
     """Images with one box (or none), read, checked against their declared size and transformed.
 
     Args:
@@ -107,44 +100,6 @@ class BoxDataset(Dataset):
             ``None`` (dropped and counted by the collate function).
         cache_images: keep decoded images in memory after their first read.
     """
-
-    def __init__(
-        self,
-        samples: Sequence[BoxSample],
-        transform: Callable[..., dict[str, Any]],
-        on_bad_image: str = "error",
-        cache_images: bool = False,
-    ) -> None:
-        check_choice("data.on_bad_image", on_bad_image, ON_BAD_IMAGE)
-        self.samples = list(samples)
-        self.transform = transform
-        self.on_bad_image = on_bad_image
-        self.cache_images = cache_images
-        self._cache: dict[int, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def load_image(self, index: int) -> np.ndarray:
-        """The decoded RGB image of sample ``index``, checked against its declared size.
-
-        Raises:
-            BadImageError: the file cannot be decoded, or its size is not the declared one.
-        """
-        if index in self._cache:
-            return self._cache[index].copy()
-        sample = self.samples[index]
-        image = read_image(sample.path)
-        if image.shape[:2] != tuple(sample.size):
-            height, width = sample.size
-            raise BadImageError(
-                sample.path,
-                f"it is {image.shape[1]}x{image.shape[0]} but its annotation says {width}x{height}"
-                + orientation_note(sample.path),
-            )
-        if self.cache_images:
-            self._cache[index] = image
-        return image
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor] | None:
         sample = self.samples[index]
@@ -181,8 +136,8 @@ class BoxDataset(Dataset):
         }
 
 
-class BoxDataModule(VisionDataModule):
-    """Base of the box readers: splits, box-aware pipelines, datasets, the empty batch.
+class BoxDataModule(AnnotatedDataModule):
+    """Base of the single-object box readers: box-aware pipelines, datasets, the empty batch.
 
     A subclass implements :meth:`read_splits`. ``class_names`` are the ``C`` object classes
     (label ``k`` is ``class_names[k - 1]``; label 0 is *nothing*).
@@ -192,12 +147,8 @@ class BoxDataModule(VisionDataModule):
         out_of_frame: ``"clip"`` or ``"nothing"``, see the module docstring.
         min_visibility: the least visible share of a box that stays an object under
             ``out_of_frame="nothing"``.
-        val_fraction: share carved out of train for validation when a reader has no val split.
-        test_fraction: the same for test.
-        split_seed: seed of the carving (stratified by label).
-        augment: albumentations specs, as for :class:`VisionDataModule`; geometric ones move
-            the box.
-        **kwargs: other :class:`VisionDataModule` options.
+        **kwargs: :class:`~cvtasks.data.annotated.AnnotatedDataModule` options (val_fraction,
+            test_fraction, split_seed, augment, ...); carving is stratified by label.
     """
 
     def __init__(
@@ -206,98 +157,25 @@ class BoxDataModule(VisionDataModule):
         multiple_objects: str = "largest",
         out_of_frame: str = "clip",
         min_visibility: float = 0.5,
-        val_fraction: float = 0.15,
-        test_fraction: float = 0.15,
-        split_seed: int = 0,
-        augment: Sequence[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(augment=augment, **kwargs)
         check_choice("data.multiple_objects", multiple_objects, MULTIPLE_OBJECTS)
-        for key, value in (
-            ("data.val_fraction", val_fraction),
-            ("data.test_fraction", test_fraction),
-        ):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{key} must be in [0, 1), got {value!r}")
+        super().__init__(bbox_params=box_params(out_of_frame, min_visibility), **kwargs)
         self.multiple_objects = multiple_objects
-        self.val_fraction = val_fraction
-        self.test_fraction = test_fraction
-        self.split_seed = split_seed
-        params = box_params(out_of_frame, min_visibility)
-        # The base built box-less pipelines; rebuild them with box handling, seeded the same way.
-        self.train_transform = build_pipeline(
-            augment,
-            self.image_size,
-            self.mean,
-            self.std,
-            train=True,
-            seed=torch.initial_seed() % 2**32,
-            bbox_params=params,
-        )
-        self.eval_transform = build_pipeline(
-            augment, self.image_size, self.mean, self.std, train=False, bbox_params=params
-        )
-        self._splits: Splits | None = None
 
     @abstractmethod
     def read_splits(self) -> tuple[list[str], Splits]:
         """Read the annotations: ``(class_names, {"train": samples, ...})``."""
 
-    def prepare_root(self) -> None:
-        """Make the files exist before they are read; a no-op here, built-in datasets write them."""
+    def stratum(self, sample: BoxSample) -> str:
+        """Carve by label, so every split keeps the share of each class and of *nothing*."""
+        return str(sample.label)
 
-    @property
-    def splits(self) -> Splits:
-        """``{"train": [...], "val": [...], "test": [...]}``, read once."""
-        if self._splits is None:
-            self.prepare_root()
-            names, splits = self.read_splits()
-            # Two annotation entries naming one file (directly or through a link) would make it
-            # two samples, or put it in two splits; one entry reused by two splits is the
-            # config's choice (the same file given for val and test).
-            owners = {(s.path, s.source or split) for split, items in splits.items() for s in items}
-            refuse_shared_files(sorted(owners), "data", same_owner_ok=True)
-            self._splits, self.class_names = splits, names
-        return self._splits
-
-    def discover_class_names(self) -> list[str]:
-        """Read the annotations (once) and return the object class names."""
-        _ = self.splits
-        return self.class_names
-
-    def carve(self, splits: Splits) -> Splits:
-        """Fill a missing val or test split from train, stratified by label and seeded."""
-        fractions = {
-            s: f
-            for s, f in (("val", self.val_fraction), ("test", self.test_fraction))
-            if s not in splits
-        }
-        if not fractions:
-            return dict(splits)
-        by_label: dict[str, list[BoxSample]] = {}
-        for sample in splits["train"]:
-            by_label.setdefault(str(sample.label), []).append(sample)
-        carved = stratified_split(by_label, fractions, self.split_seed)
-        out = {
-            split: sorted((s for group in carved[split].values() for s in group), key=_path)
-            for split in carved
-        }
-        return {**out, **{s: v for s, v in splits.items() if s != "train"}}
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read the annotations (once) and build every split's dataset."""
-        if self.train_dataset is not None:
-            return
-        splits = self.splits
-
-        def dataset(split: str, transform: Callable[..., dict[str, Any]]) -> BoxDataset:
-            return BoxDataset(splits[split], transform, self.on_bad_image, self.cache_images)
-
-        self.train_dataset = dataset("train", self.train_transform)
-        self.val_dataset = dataset("val", self.eval_transform)
-        self.test_dataset = dataset("test", self.eval_transform)
-        self.predict_dataset = self.test_dataset
+    def make_dataset(
+        self, samples: list[BoxSample], transform: Callable[..., dict[str, Any]]
+    ) -> BoxDataset:
+        """A :class:`BoxDataset` of ``samples``."""
+        return BoxDataset(samples, transform, self.on_bad_image, self.cache_images)
 
     def empty_batch(self) -> dict[str, torch.Tensor]:
         """The base's empty batch plus zero-length ``box``, ``orig_size`` and ``index``."""

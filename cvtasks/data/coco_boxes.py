@@ -19,9 +19,15 @@ from typing import Any
 
 from cvtasks.data.annotations import ON_BAD_ANNOTATION, AnnotationError, AnnotationIssues
 from cvtasks.data.boxes import MULTIPLE_OBJECTS, BoxDataModule, BoxSample, Splits, pick_box
-from cvtasks.data.coco_format import CocoFile, image_size, load_coco
+from cvtasks.data.coco_format import (
+    CocoFile,
+    image_path,
+    image_size,
+    load_coco,
+    missing_image_message,
+)
 from cvtasks.data.datamodule import check_choice
-from cvtasks.data.images import BadImageError, file_problem
+from cvtasks.data.images import BadImageError
 from cvtasks.registry import DATASETS
 
 
@@ -79,7 +85,7 @@ def coco_box_samples(
 
     Args:
         coco: the loaded file.
-        images_root: the folder ``file_name`` is relative to.
+        images_root: the folder ``file_name`` is relative to (else the JSON file's folder).
         labels: category id → task label (1..C).
         issues: the bad-annotation policy; an image with a bad box or a missing file is dropped
             under ``"skip"``.
@@ -89,13 +95,10 @@ def coco_box_samples(
     root = Path(images_root).expanduser()
     samples = []
     for image in coco.images.values():
-        path = root / image.file_name
-        if problem := file_problem(path):
-            issues.report(
-                f"{coco.where('images', image.position, 'file_name')}: "
-                f"{image.file_name!r} {problem} ({path})"
-            )
+        if problem := missing_image_message(coco, image, root):
+            issues.report(problem)
             continue
+        path = image_path(coco, image, root)
         try:
             size = image_size(image, path)
             objects = [
@@ -124,7 +127,8 @@ class CocoBoxesDataModule(BoxDataModule):
     """Single-object boxes from COCO JSON files (``data=coco_boxes``).
 
     Args:
-        root: the images folder; each ``file_name`` is relative to it.
+        root: the images folder; each ``file_name`` is relative to it, or, when not found
+            there, to the folder of its JSON file (the layout labelling tools export).
         annotations: one COCO file, or ``{"train": file, "val": file, "test": file}``; a
             relative path is taken relative to ``root``. Splits without a file are carved out
             of train (``val_fraction``, ``test_fraction``, stratified by label and seeded).

@@ -158,3 +158,44 @@ def image_size(image: CocoImage, path: Path) -> tuple[int, int]:
     if image.width is not None and image.height is not None:
         return image.height, image.width
     return read_image_size(path)
+
+
+def image_path(coco: CocoFile, image: CocoImage, images_root: str | os.PathLike[str]) -> Path:
+    """Where ``file_name`` points: under ``images_root``, else beside the JSON file.
+
+    Labelling tools export each split as a folder holding its images and its own JSON, with
+    ``file_name`` relative to that folder; datasets laid out the COCO way keep ``file_name``
+    relative to an images folder. Both resolve here.
+
+    Args:
+        coco: the loaded file (its folder is the second place looked in).
+        image: the image entry.
+        images_root: the folder ``file_name`` is first taken relative to.
+
+    Returns:
+        The first of the two paths that is a readable file, else the first (for the message).
+    """
+    first = Path(images_root).expanduser() / image.file_name
+    beside = coco.path.parent / image.file_name
+    if file_problem(first) is None or file_problem(beside) is not None:
+        return first
+    return beside
+
+
+def missing_image_message(
+    coco: CocoFile, image: CocoImage, images_root: str | os.PathLike[str]
+) -> str | None:
+    """The one-line problem with the file of ``image``, or ``None`` when it can be read.
+
+    Names the entry, the ``file_name`` and both places it was looked for.
+    """
+    path = image_path(coco, image, images_root)
+    problem = file_problem(path)
+    if problem is None:
+        return None
+    beside = coco.path.parent / image.file_name
+    places = f"{path}" if beside == path else f"looked for {path} and {beside}"
+    return (
+        f"{coco.where('images', image.position, 'file_name')}: {image.file_name!r} {problem} "
+        f"({places})"
+    )

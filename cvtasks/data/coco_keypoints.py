@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cvtasks.data.annotations import ON_BAD_ANNOTATION, AnnotationError, AnnotationIssues
-from cvtasks.data.coco_format import CocoFile, CocoImage, load_coco
+from cvtasks.data.coco_format import CocoFile, CocoImage, image_path, load_coco
 from cvtasks.data.datamodule import VisionDataModule, check_choice
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.data.keypoint_dataset import (
@@ -102,13 +102,13 @@ def _keypoint_problem(ann: dict[str, Any], num_points: int, category: str) -> st
     )
 
 
-def _sample(ann: dict[str, Any], image: CocoImage, image_dir: Path) -> KeypointSample:
+def _sample(ann: dict[str, Any], image: CocoImage, path: Path) -> KeypointSample:
     points = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
     box = ann.get("bbox")
     usable = isinstance(box, list) and len(box) == 4 and box[2] > 0 and box[3] > 0
     known = image.width is not None and image.height is not None
     return KeypointSample(
-        path=os.path.join(image_dir, image.file_name),
+        path=os.fspath(path),
         keypoints=points[:, :2].astype(np.float32),
         flags=points[:, 2].astype(np.int64),
         box=tuple(float(v) for v in box) if usable else None,
@@ -133,7 +133,8 @@ def read_coco_keypoints(
 
     Args:
         path: the JSON file.
-        image_dir: the folder that ``file_name`` is relative to.
+        image_dir: the folder that ``file_name`` is relative to; a file not found there is
+            looked for beside the JSON file (the layout labelling tools export).
         category: the category name; ``None`` takes the only category that has keypoints.
         on_bad_annotation: ``"error"`` or ``"skip"``.
 
@@ -171,7 +172,8 @@ def read_coco_keypoints(
             if ann.get("iscrowd") or not (flags > 0).any():
                 result.skipped["crowd" if ann.get("iscrowd") else "no_labelled_points"] += 1
                 continue
-            result.samples.append(_sample(ann, coco.images[image_id], Path(image_dir)))
+            image = coco.images[image_id]
+            result.samples.append(_sample(ann, image, image_path(coco, image, image_dir)))
     issues.warn(coco.path)
     return result
 

@@ -55,17 +55,25 @@ class DropBadSamples:
 
     Args:
         empty_batch: the batch to return when nothing is left, without ``skipped``.
+        list_keys: keys whose per-sample tensors differ in length (a detection image's boxes):
+            the batch holds them as a list, one tensor per kept sample, instead of a stack.
     """
 
-    def __init__(self, empty_batch: dict[str, torch.Tensor]) -> None:
+    def __init__(self, empty_batch: dict[str, Any], list_keys: Sequence[str] = ()) -> None:
         self.empty_batch = empty_batch
+        self.list_keys = tuple(list_keys)
 
     def __call__(self, samples: list[dict[str, Any] | None]) -> dict[str, Any]:
         kept = [s for s in samples if s is not None]
         if kept:
-            batch = default_collate(kept)
+            stacked = [{k: v for k, v in s.items() if k not in self.list_keys} for s in kept]
+            batch = default_collate(stacked)
+            batch.update({key: [s[key] for s in kept] for key in self.list_keys})
         else:
-            batch = {key: value.clone() for key, value in self.empty_batch.items()}
+            batch = {
+                key: value.clone() if isinstance(value, torch.Tensor) else list(value)
+                for key, value in self.empty_batch.items()
+            }
         batch["skipped"] = torch.tensor(len(samples) - len(kept), dtype=torch.int64)
         return batch
 
@@ -95,6 +103,9 @@ class VisionDataModule(pl.LightningDataModule):
             its batch and counts it in ``batch["skipped"]``.
         cache_images: keep decoded images in memory after their first read (per process).
     """
+
+    #: batch keys collated as lists (one tensor per sample) because their lengths differ.
+    list_keys: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -221,7 +232,7 @@ class VisionDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
             prefetch_factor=self.prefetch_factor,
-            collate_fn=DropBadSamples(self.empty_batch()),
+            collate_fn=DropBadSamples(self.empty_batch(), self.list_keys),
             worker_init_fn=seed_worker if self.num_workers else None,
         )
 

@@ -205,6 +205,19 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
     def predict_outputs(self, outputs: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per-image results in pixel units (the batch table of docs/architecture.md)."""
 
+    def export_outputs(self, outputs: Any) -> dict[str, torch.Tensor]:
+        """The outputs of an exported graph by name, from the network's raw ``outputs``.
+
+        Here a head's dict of tensors as it is, a single tensor as ``logits``. A task whose
+        raw outputs mean little outside cvtasks overrides it with decoded ones (landmarks'
+        points, detection's boxes); the override runs inside the exported graph, so it must
+        trace: tensor operations only, no Python branch on tensor values, shapes fixed per
+        batch size.
+        """
+        if isinstance(outputs, Mapping):
+            return dict(outputs)
+        return {"logits": outputs}
+
     # -- network -------------------------------------------------------------------------------
     @property
     def backbone(self) -> nn.Module:
@@ -302,6 +315,20 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
 
     def after_step(self, outputs: Any, batch: dict[str, Any], split: str) -> None:
         """Hook for extra per-batch bookkeeping (e.g. a test-time confusion matrix)."""
+
+    def log_loss_terms(
+        self, split: str, terms: Mapping[str, torch.Tensor], batch_size: int
+    ) -> None:
+        """Log each term of a composite loss as ``<split>/<name>``, averaged over the epoch."""
+        for name, value in terms.items():
+            self.log(
+                f"{split}/{name}",
+                value.detach(),
+                on_step=False,
+                on_epoch=True,
+                sync_dist=split != "train",
+                batch_size=batch_size,
+            )
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         """One optimization step's loss; ``None`` skips a batch with no readable image."""

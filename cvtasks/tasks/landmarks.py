@@ -183,6 +183,11 @@ class LandmarksTask(TaskModule):
         pred, target, visible, norm = self.points_in_pixels(outputs, batch)
         metrics.update(pred.detach(), target, visible, norm)
 
+    def export_outputs(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Decoded ``keypoints`` ``[N, K, 2]`` (x, y in [0, 1] of the input) and ``confidence``."""
+        keypoints, confidence = self.head.decode(outputs)
+        return {"keypoints": keypoints, "confidence": confidence}
+
     def predict_outputs(
         self, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
     ) -> list[dict[str, Any]]:

@@ -107,15 +107,11 @@ class LocalizationTask(TaskModule):
         parts, self._loss_parts = self._loss_parts, None
         if parts is None:
             return
-        for name, value in (("loss_cls", parts.classification), ("loss_box", parts.box)):
-            self.log(
-                f"{split}/{name}",
-                value.detach(),
-                on_step=False,
-                on_epoch=True,
-                sync_dist=split != "train",
-                batch_size=batch["label"].shape[0],
-            )
+        self.log_loss_terms(
+            split,
+            {"loss_cls": parts.classification, "loss_box": parts.box},
+            batch_size=batch["label"].shape[0],
+        )
 
     def predict_outputs(
         self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]

@@ -148,6 +148,10 @@ class SiameseTask(TaskModule):
             groups.append({"params": list(self.comparison.parameters()), "weight_decay": 0.0})
         return groups
 
+    def export_outputs(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ``embedding`` ``[N, D]`` of each image."""
+        return {"embedding": outputs}
+
     # -- pairs ---------------------------------------------------------------------------------
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Embeddings ``[B, D]`` of normalized images ``[B, 3, H, W]``."""

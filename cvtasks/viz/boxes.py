@@ -1,7 +1,9 @@
-"""Pictures of localization results: a box and its label drawn onto the image with Pillow."""
+"""Pictures of box results drawn onto the image with Pillow: one box and its label
+(localization), or every detected box in its class colour with true boxes dashed (detection)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +39,7 @@ def draw_box(
     colour: RGB = PREDICTION_COLOUR,
     width: int | None = None,
     scale: int = 1,
+    dashed: bool = False,
 ) -> Image.Image:
     """A copy of ``image`` with ``box`` outlined and ``label`` written on a filled tag above it.
 
@@ -49,27 +52,61 @@ def draw_box(
         width: outline width in output pixels (default: about 1/100 of the picture, at least 1).
         scale: enlarge the picture this many times first (nearest neighbour), so that small
             images stay legible.
+        dashed: draw the outline as dashes (e.g. a true box beside solid predicted ones).
 
     Returns:
         A new RGB image; ``image`` is not changed.
     """
     picture = _enlarge(_as_image(image), scale)
-    draw = ImageDraw.Draw(picture)
-    width = width or max(1, round(max(picture.size) / 100))
-    font = ImageFont.load_default(size=max(10, min(picture.size) // 12))
-    anchor = (0.0, 0.0)
-    if box is not None:
-        x0, y0, x1, y1 = (float(v) * scale for v in box)
-        draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=width)
-        anchor = (x0, y0)
-    if label:
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    scaled = None if box is None else [float(v) * scale for v in box]
+    _BoxPen(picture, width).draw(scaled, label, colour, dashed)
+    return picture
+
+
+class _BoxPen:
+    """Draws boxes and tags onto one picture in place, with one outline width and font."""
+
+    def __init__(self, picture: Image.Image, width: int | None = None) -> None:
+        self.picture = picture
+        self.canvas = ImageDraw.Draw(picture)
+        self.width = width or max(1, round(max(picture.size) / 100))
+        self.font = ImageFont.load_default(size=max(10, min(picture.size) // 12))
+
+    def draw(
+        self, box: Sequence[float] | None, label: str | None, colour: RGB, dashed: bool = False
+    ) -> None:
+        """Outline ``box`` (pixels of the picture; ``None``: none) and tag it with ``label``."""
+        anchor = (0.0, 0.0)
+        if box is not None:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            if dashed:
+                self._dashed_rectangle(x0, y0, x1 - 1, y1 - 1, colour)
+            else:
+                self.canvas.rectangle([x0, y0, x1 - 1, y1 - 1], outline=colour, width=self.width)
+            anchor = (x0, y0)
+        if label:
+            self._tag(anchor, label, colour)
+
+    def _dashed_rectangle(self, x0: float, y0: float, x1: float, y1: float, colour: RGB) -> None:
+        dash = 3 * self.width + 2  # dashes and gaps of equal length, visible at any scale
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        for (ax, ay), (bx, by) in itertools.pairwise(corners):
+            length = max(abs(bx - ax), abs(by - ay))
+            steps = max(1, int(length // dash))
+            for k in range(0, steps, 2):
+                t0, t1 = k / steps, min(1.0, (k + 1) / steps)
+                start = (ax + (bx - ax) * t0, ay + (by - ay) * t0)
+                end = (ax + (bx - ax) * t1, ay + (by - ay) * t1)
+                self.canvas.line([start, end], fill=colour, width=self.width)
+
+    def _tag(self, anchor: tuple[float, float], label: str, colour: RGB) -> None:
+        draw, picture = self.canvas, self.picture
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=self.font)
         tag_w, tag_h = right - left + 4, bottom - top + 4
         x = min(max(0.0, anchor[0]), max(0.0, picture.width - tag_w))
         y = anchor[1] - tag_h if anchor[1] >= tag_h else anchor[1]
         draw.rectangle([x, y, x + tag_w, y + tag_h], fill=colour)
-        draw.text((x + 2 - left, y + 2 - top), label, fill=(255, 255, 255), font=font)
-    return picture
+        draw.text((x + 2 - left, y + 2 - top), label, fill=(255, 255, 255), font=self.font)
 
 
 def draw_prediction(
@@ -99,3 +136,54 @@ def draw_prediction(
         picture = draw_box(picture, scaled(truth.get("box")), None, TRUTH_COLOUR)
     label = f"{prediction['class_name']} {float(prediction['probability']):.2f}"
     return draw_box(picture, scaled(prediction.get("box")), label, PREDICTION_COLOUR)
+
+
+#: class colours (Tableau 10, which stays distinct on photos); class ``k`` gets entry ``k % 10``.
+CLASS_COLOURS: tuple[RGB, ...] = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+
+
+def class_colour(label: int) -> RGB:
+    """The drawing colour of class ``label`` (the same in every picture of a run)."""
+    return CLASS_COLOURS[int(label) % len(CLASS_COLOURS)]
+
+
+def draw_detections(
+    image: Image.Image | np.ndarray,
+    detections: Sequence[Mapping[str, Any]],
+    truth: Sequence[Mapping[str, Any]] = (),
+    scale: int = 1,
+) -> Image.Image:
+    """Draw every detected box in its class colour with a ``"name score"`` tag.
+
+    Args:
+        image: the image the boxes' pixels refer to.
+        detections: dicts with ``label``, ``class_name``, ``score`` and ``box``
+            (``[x_min, y_min, x_max, y_max]``), as ``DetectionTask.predict_outputs`` lists them.
+        truth: true objects, dicts with ``label`` and ``box``: drawn first, dashed, untagged.
+        scale: enlarge the picture this many times.
+
+    Returns:
+        A new RGB picture; ``image`` is not changed.
+    """
+    picture = _enlarge(_as_image(image), scale)
+    pen = _BoxPen(picture)
+    for obj in truth:
+        box = [float(v) * scale for v in obj["box"]]
+        pen.draw(box, None, class_colour(obj["label"]), dashed=True)
+    # the best last, so that its tag stays readable where tags overlap
+    for det in sorted(detections, key=lambda d: float(d["score"])):
+        box = [float(v) * scale for v in det["box"]]
+        label = f"{det['class_name']} {float(det['score']):.2f}"
+        pen.draw(box, label, class_colour(det["label"]))
+    return picture

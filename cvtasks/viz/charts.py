@@ -1,4 +1,4 @@
-"""Charts drawn with Pillow alone: a confusion matrix, bars, a curve, a grid of pictures.
+"""Charts drawn with Pillow alone: a confusion matrix, bars, curves, a grid of pictures.
 
 Evaluation reports need a handful of plain charts; Pillow (already a dependency) draws them, so
 cvtasks does not pull in matplotlib.
@@ -154,6 +154,57 @@ def line_chart(
         x, y = at(mark[0], mark[1])
         draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=MARK)
         draw.text((x + 8, y + 4), mark[2], fill=MARK, font=font)
+    draw.text(((width - _text_width(draw, xlabel, font)) / 2, height - 22), xlabel, fill=INK)
+    draw.text((4, 30), ylabel, fill=INK, font=font)
+    return canvas
+
+
+def curves_chart(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    colours: Mapping[str, tuple[int, int, int]] | None = None,
+    bold: str | None = None,
+) -> Image.Image:
+    """Several curves ``name: (xs, ys)`` on ``[0, 1] x [0, 1]`` with a legend at the right.
+
+    Args:
+        curves: each curve's x and y values in [0, 1], by legend name, drawn in that order.
+        title: chart title.
+        xlabel: x axis label.
+        ylabel: y axis label.
+        colours: each curve's colour (default: all in the chart's line colour).
+        bold: the name of a curve drawn thick and dark on top (e.g. a mean over the others).
+    """
+    if not curves:
+        raise ValueError("no curves to draw")
+    for name, (xs, ys) in curves.items():
+        if len(xs) != len(ys) or not xs:
+            raise ValueError(f"curve {name!r} needs as many y as x values ({len(xs)}, {len(ys)})")
+    legend_w, width, height = 150, 480, 380
+    # the legend lists every curve: many classes make the canvas taller, not the plot
+    canvas, draw = _axes((width + legend_w, max(height, 50 + 16 * len(curves))), title)
+    font = _font(11)
+    left, right, bottom = MARGIN, width - 20, height - 50
+    plot_w, plot_h = right - left, height - 100
+    _y_grid(draw, left, bottom, right, plot_h, 1.0, font)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        clip = max(0.0, min(1.0, x)), max(0.0, min(1.0, y))
+        return left + plot_w * clip[0], bottom - plot_h * clip[1]
+
+    for k in range(5):
+        draw.text((at(k / 4, 0)[0] - 10, bottom + 6), f"{k / 4:.2g}", fill=INK, font=font)
+    order = [name for name in curves if name != bold] + ([bold] if bold in curves else [])
+    for row, name in enumerate(order):
+        xs, ys = curves[name]
+        colour = INK if name == bold else (colours or {}).get(name, LINE)
+        line_w = 3 if name == bold else 2
+        draw.line([at(x, y) for x, y in zip(xs, ys)], fill=colour, width=line_w)
+        y = 40 + 16 * row
+        draw.line([width, y + 6, width + 18, y + 6], fill=colour, width=line_w)
+        draw.text((width + 24, y), str(name)[:18], fill=INK, font=font)
     draw.text(((width - _text_width(draw, xlabel, font)) / 2, height - 22), xlabel, fill=INK)
     draw.text((4, 30), ylabel, fill=INK, font=font)
     return canvas

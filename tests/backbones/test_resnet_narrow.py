@@ -2,8 +2,8 @@
 
 The recipes ``conf/backbone/resnet10_tiny.yaml`` and ``resnet18_narrow.yaml`` build cvtasks'
 :class:`~cvtasks.backbones.resnet.ResNet` as ``timm_resnet_tiny.yaml`` and
-``timm_resnet18_narrow.yaml`` build timm's: the same parameters, stages and, with timm's weights
-loaded key for key, the same feature maps.
+``timm_resnet18_narrow.yaml`` build timm's: the same parameters, stages and initialisation and,
+with timm's weights loaded key for key, the same feature maps.
 """
 
 from pathlib import Path
@@ -60,6 +60,23 @@ def test_recipe_loads_timm_weights_and_computes_the_same_maps(name):
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_initialises_as_timm(name):
+    # Same draws are not expected (timm builds in another order), the same distributions are:
+    # norms exactly timm's (each block's last scale at zero), convs He-normal on fan-out.
+    ours, ref = build_pair(name)
+    own = ours.state_dict()
+    for key, expected in ref.state_dict().items():
+        got = own[key]
+        if got.ndim < 4:
+            assert torch.equal(got, expected), f"{key}: {got} != timm's {expected}"
+            continue
+        std = (2.0 / (got.shape[0] * got[0, 0].numel())) ** 0.5  # gain² = 2 for ReLU
+        for weights, who in ((got, "ours"), (expected, "timm")):
+            assert weights.std().item() == pytest.approx(std, rel=0.2), f"{who} {key}"
+            assert abs(weights.mean().item()) < 0.2 * std, f"{who} {key}"
 
 
 def test_out_indices_build_only_the_stages_needed():

@@ -15,7 +15,7 @@ from cvtasks.cli.common import load_trained
 from cvtasks.cli.export import ExportError, export, exportable, operator_of, run_exported
 from cvtasks.inference import count_batchnorms
 from cvtasks.registry import BACKBONES, TASKS
-from tests.cli.conftest import save_checkpoint
+from tests.cli.conftest import NARROW_RESNET, randomize_batchnorm, save_checkpoint
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt", "torch_export": ".pt2"}
 
@@ -62,6 +62,61 @@ def test_export_matches_the_unfolded_model(task, fmt, tiny_checkpoint, tmp_path)
         assert a.shape == b.shape and a.shape[0] == 5  # the batch axis is dynamic
         assert (a.float() - b.float()).abs().max() <= 1e-4
     print(task, fmt, {k: f"{v:.2e}" for k, v in result["max_abs_diff"].items()})
+
+
+def detection_checkpoint(path):
+    """A tiny detection model whose heatmap peaks pass the score threshold in some cells."""
+    from cvtasks.tasks.detection import DetectionTask
+
+    torch.manual_seed(0)
+    task = DetectionTask(
+        backbone=NARROW_RESNET,
+        num_classes=3,
+        class_names=["cat", "dog", "eel"],
+        head={"name": "centernet", "head_channels": 16, "neck": {"name": "fpn", "channels": 16}},
+        score_threshold=0.4,
+        max_detections=40,
+        top_k=30,  # fewer candidates than slots: every image has empty slots
+    )
+    randomize_batchnorm(task)
+    with torch.no_grad():  # an untrained head scores every cell 0.01: spread the scores instead
+        last = task.head.heatmap[-1]
+        last.weight.copy_(
+            torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(0))
+        )
+        last.bias.fill_(-1.0)
+    data = {"name": "coco_detection", "image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
+    return save_checkpoint(task.eval(), "detection", data, path)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_detection_exports_padded_detections_that_match_pytorch(fmt, tmp_path):
+    ckpt = detection_checkpoint(tmp_path / "detection.ckpt")
+    output = tmp_path / f"detection{FORMATS[fmt]}"
+    result = export(export_cfg(ckpt, fmt, output))
+    assert result["outputs"] == ["boxes", "scores", "labels"]
+    images = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    boxes, scores, labels = run_exported(fmt, output, images)
+    assert boxes.shape == (5, 40, 4) and scores.shape == labels.shape == (5, 40)
+    assert labels.dtype == torch.int64
+    filled = labels >= 0
+    assert filled.any() and not filled.all()  # both kinds of slot are checked
+    assert (scores[~filled] == 0).all() and (boxes[~filled] == 0).all()
+    assert (scores.diff(dim=1) <= 0).all()  # best first
+    task = load_trained(ckpt).task  # the training module: BatchNorm not folded
+    with torch.no_grad():
+        expected = task.decode(task(images))
+    for k, want in enumerate(expected):
+        assert torch.equal(labels[k][filled[k]], want["labels"])
+        torch.testing.assert_close(scores[k][filled[k]], want["scores"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(boxes[k][filled[k]], want["boxes"], atol=1e-3, rtol=0)
+
+
+def test_siamese_export_names_its_output_embedding(tiny_checkpoint):
+    net = exportable(load_trained(tiny_checkpoint("siamese")))
+    assert net.output_names == ["embedding"]
+    (embedding,) = net(net.example)
+    assert embedding.shape == (2, 16)
 
 
 def test_onnx_carries_the_preprocessing(tiny_checkpoint, tmp_path):

@@ -20,6 +20,13 @@ def test_heads_lines_carry_the_docstring_summary():
     assert "one linear layer" in linear
 
 
+def test_necks_are_listed_with_their_docstring_summary():
+    fpn = next(line for line in list_lines("necks") if line.startswith("fpn"))
+    assert fpn == f"{'fpn':24s} Feature Pyramid Network: 1x1 laterals, nearest top-down " + (
+        "upsampling + add, 3x3 smoothing."
+    )
+
+
 def test_pattern_filters():
     assert [line.split()[0] for line in list_lines("heads", "ml*")] == ["mlp"]
 

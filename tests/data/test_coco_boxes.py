@@ -65,6 +65,19 @@ def test_reads_labels_boxes_and_nothing(tmp_path):
     assert batch["image"].shape == (3, 3, 16, 16)
 
 
+def test_a_file_name_not_under_root_is_taken_beside_the_json(tmp_path):
+    # a labelling tool's export: the split folder holds its images and its JSON
+    (tmp_path / "train").mkdir()
+    write_coco(tmp_path / "train", [[(3, [4, 6, 8, 12])], []])
+    module = build(
+        tmp_path, {"train": "train/ann.json", "val": "train/ann.json", "test": "train/ann.json"}
+    )
+    assert [s.path for s in module.splits["val"]] == [
+        str(tmp_path / "train" / f"img{i}.png") for i in range(2)
+    ]
+    assert next(iter(module.val_dataloader()))["label"].tolist() == [1, 0]
+
+
 def test_one_file_is_carved_into_splits(tmp_path):
     write_coco(tmp_path, [[(3, [1, 1, 5, 5])]] * 10 + [[]] * 10)
     module = build(tmp_path, "ann.json", val_fraction=0.2, test_fraction=0.2)

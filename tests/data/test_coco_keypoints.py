@@ -63,6 +63,26 @@ def test_reader_names_skeleton_pairs_and_samples(tmp_path):
     assert sample.flags.tolist() == [2, 1, 0] and sample.box == (8.0, 4.0, 20.0, 20.0)
 
 
+def test_a_file_name_not_under_the_images_folder_is_taken_beside_the_json(tmp_path):
+    # a labelling tool's export: each split folder holds its images and its JSON
+    split = tmp_path / "train"
+    path = write_coco(split)
+    for image in (split / "img").glob("*.png"):
+        image.rename(split / image.name)
+    module = DATASETS.build(
+        "coco_keypoints",
+        root=str(tmp_path),
+        train={"annotations": "train/ann.json", "images": "."},
+        val={"annotations": "train/ann.json", "images": "."},
+        test={"annotations": "train/ann.json", "images": "."},
+        image_size=16,
+    )
+    module.setup("fit")
+    assert path.parent == split
+    assert [s.path for s in module.splits["train"]] == [str(split / f"{i}.png") for i in range(3)]
+    assert module.train_dataset[0]["image"].shape == (3, 16, 16)
+
+
 def test_flip_pairs_from_the_file(tmp_path):
     cat = {"id": 1, "name": "f", "keypoints": ["a", "b", "c"], "flip_pairs": [["a", "c"]]}
     found = read_coco_keypoints(write_coco(tmp_path, categories=[cat]), tmp_path / "img")

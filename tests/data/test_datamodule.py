@@ -44,6 +44,21 @@ def test_all_bad_batch_is_empty_not_an_error() -> None:
     assert module.empty_batch()["image"].shape == (0, 3, 4, 6)  # the template is not shared
 
 
+def test_list_keys_keep_one_tensor_per_kept_sample() -> None:
+    # per-image box counts differ: stacking would fail, so such keys stay lists
+    collate = DropBadSamples({"image": torch.empty(0, 3, 4, 4), "boxes": []}, list_keys=["boxes"])
+    first = {"image": torch.zeros(3, 4, 4), "boxes": torch.ones(2, 4)}
+    second = {"image": torch.ones(3, 4, 4), "boxes": torch.zeros(0, 4)}
+    batch = collate([first, None, second])
+    assert batch["image"].shape == (2, 3, 4, 4) and batch["skipped"].item() == 1
+    assert [b.shape for b in batch["boxes"]] == [(2, 4), (0, 4)]
+    assert batch["boxes"][0] is first["boxes"]
+    empty = collate([None])
+    assert empty["boxes"] == [] and empty["image"].shape == (0, 3, 4, 4)
+    empty["boxes"].append(1)
+    assert collate([None])["boxes"] == []  # the template list is not shared
+
+
 def test_loaders() -> None:
     module = VisionDataModule(batch_size=3, image_size=4)
     module.train_dataset = _Listed([_sample(i) for i in range(7)])

@@ -22,6 +22,7 @@ from cvtasks.data.cache import default_cache_dir
 from cvtasks.data.coco_boxes import CocoBoxesDataModule
 from cvtasks.data.coco_format import load_coco
 from cvtasks.registry import DATASETS
+from tests.data.conftest import ground_truth_ap
 
 SOURCES = {"train": 1257, "val": 270, "test": 270}  # the digits dataset's stratified split
 
@@ -72,6 +73,16 @@ def test_boxes_lie_inside_and_files_match(written):
     for ann in data["annotations"]:
         x, y, w, h = ann["bbox"]
         assert min(x, y) >= 0 and x + w <= SIZE and y + h <= SIZE and min(w, h) >= 4
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_cocoeval_scores_the_ground_truth_as_perfect(written, split):
+    # image and annotation ids count from 1: COCOeval reads an id of 0 as "unmatched"
+    path = written / "annotations" / f"{split}.json"
+    data = json.loads(path.read_text())
+    assert min(i["id"] for i in data["images"]) == 1
+    assert min(a["id"] for a in data["annotations"]) == 1
+    assert ground_truth_ap(path) == 1.0
 
 
 def test_written_once(written):

@@ -18,6 +18,7 @@ from cvtasks.data.builtin.synthetic_faces import (
 )
 from cvtasks.data.coco_keypoints import read_coco_keypoints
 from cvtasks.registry import DATASETS
+from tests.data.conftest import ground_truth_ap
 
 COUNTS = {"train": 6, "val": 2, "test": 2}
 
@@ -34,7 +35,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_layout_and_coco_content(written: Path) -> None:
-    assert written.name == dataset_dir(32, COUNTS) == "synthetic-faces-v1-32px-6-2-2"
+    assert written.name == dataset_dir(32, COUNTS) == "synthetic-faces-v2-32px-6-2-2"
     for split, count in COUNTS.items():
         assert len(list((written / "images" / split).glob("*.png"))) == count
         data = json.loads((written / "annotations" / f"{split}.json").read_text())
@@ -47,6 +48,16 @@ def test_layout_and_coco_content(written: Path) -> None:
             assert set(points[:, 2]) <= {1, 2}
             x, y, w, h = ann["bbox"]
             assert min(x, y) >= 0 and x + w <= 32 and y + h <= 32
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_cocoeval_scores_the_ground_truth_as_perfect(written: Path, split: str) -> None:
+    # image and annotation ids count from 1: COCOeval reads an id of 0 as "unmatched"
+    path = written / "annotations" / f"{split}.json"
+    data = json.loads(path.read_text())
+    assert min(i["id"] for i in data["images"]) == 1
+    assert min(a["id"] for a in data["annotations"]) == 1
+    assert ground_truth_ap(path) == 1.0
 
 
 def test_read_back_by_the_coco_reader(written: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from cvtasks.data.annotations import AnnotationError, AnnotationWarning
@@ -48,7 +49,7 @@ def test_parse_converts_one_based_inclusive_pixels(tmp_path):
     path = write_voc(tmp_path, "000001", [("dog", 5, 7, 12, 18)])
     filename, size, objects = parse_voc(path)
     assert filename == "000001.png" and size == (30, 40)
-    assert objects == [("dog", (4.0, 6.0, 12.0, 18.0))]
+    assert objects == [("dog", (4.0, 6.0, 12.0, 18.0), False)]
 
 
 def test_reads_splits_from_image_sets_with_largest_object(tmp_path):
@@ -163,3 +164,17 @@ def test_image_set_lists_that_share_ids_are_an_error(tmp_path):
         build(tmp_path, splits={"train": "trainval", "val": "val", "test": "test"})
     same = build(tmp_path, splits={"train": "trainval", "val": "test", "test": "test"})
     assert same.splits["val"] == same.splits["test"]  # one list for two splits: asked for
+
+
+def test_the_shipped_config_names_other_folders(tmp_path, compose_train):
+    write_voc(tmp_path, "a", [("dog", 5, 7, 12, 18)])
+    (tmp_path / "Annotations").rename(tmp_path / "annotations")
+    (tmp_path / "JPEGImages").rename(tmp_path / "images")
+    overrides = ("data.annotations_dir=annotations", "data.images_dir=images")
+    data = compose_train("data=voc_boxes", f"data.root={tmp_path}", *overrides).data
+    cfg = OmegaConf.to_container(data, resolve=True)
+    assert cfg.pop("name") == "voc_boxes"
+    cfg.update(image_size=16, num_workers=0, val_fraction=0, test_fraction=0)
+    (sample,) = DATASETS.build("voc_boxes", **cfg).splits["train"]
+    assert sample.path == str(tmp_path / "images" / "a.png") and sample.label == 1
+    assert compose_train("data=voc_boxes", "data.root=x").data.images_dir is None

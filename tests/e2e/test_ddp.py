@@ -31,10 +31,24 @@ def one_process_test_metrics(run_dir, checkpoint):
     return metrics
 
 
-@pytest.mark.parametrize("task", ["classification", "segmentation"])
-def test_ddp_cpu_one_run_folder_and_metrics_equal_one_process(run_train, task):
+# an odd test split: a sampler that padded the shards with a repeated image would change the mAP
+# and a threshold under the heatmap's 0.01 prior, so that a model this short-trained finds boxes
+SMALL_DETECTION = (
+    "data.num_train=48",
+    "data.num_val=16",
+    "data.num_test=21",
+    "task.score_threshold=0.001",
+)
+
+
+@pytest.mark.parametrize(
+    ("task", "extra"),
+    [("classification", ()), ("segmentation", ()), ("detection", SMALL_DETECTION)],
+)
+def test_ddp_cpu_one_run_folder_and_metrics_equal_one_process(run_train, task, extra):
     run = run_train(
         *TINY,
+        *extra,
         f"task={task}",
         "trainer=ddp_cpu",
         "data.num_workers=0",
@@ -56,7 +70,12 @@ def test_ddp_cpu_one_run_folder_and_metrics_equal_one_process(run_train, task):
     test_keys = [k for k in metrics if k.startswith("test/") and k != "test/skipped_images"]
     assert test_keys
     for key in test_keys:  # torchmetrics: each test image counted exactly once over 2 processes
-        if key != "test/loss":
+        if not key.startswith("test/loss"):
             assert metrics[key] == pytest.approx(single[key], abs=1e-5), key
-    # the logged loss is a mean of per-process means: equal up to the shards' size difference
-    assert metrics["test/loss"] == pytest.approx(single["test/loss"], rel=0.02)
+    # a logged loss (or loss term) is a mean of per-process means: equal up to the shards' size
+    # difference (wider for detection, whose loss per image follows its number of objects)
+    for key in (k for k in test_keys if k.startswith("test/loss")):
+        assert metrics[key] == pytest.approx(single[key], rel=0.1 if task == "detection" else 0.02)
+    if task == "detection":  # COCO mAP from every test image's boxes, gathered over processes
+        assert {"test/map", "test/map50", "test/map75"} <= set(test_keys)
+        assert metrics["test/mar100"] > 0  # boxes found: the equality above compared real scores

@@ -29,7 +29,8 @@ def test_segmentation_trains_on_the_builtin_shapes_by_default(run_train):
     assert sum(map(sum, report["confusion_matrix"]["matrix"])) > 0
     config = yaml.safe_load((run.run_dir / "config.yaml").read_text())
     assert config["data"]["name"] == "shapes" and config["task"]["head"]["name"] == "unet"
-    assert config["backbone"]["name"] == "timm/resnet10t"
+    # cvtasks' own narrow ResNet-10 (conf/backbone/resnet10_tiny.yaml)
+    assert config["backbone"]["name"] == "resnet10" and config["backbone"]["stem_width"] == 16
     assert (run.run_dir / "checkpoints" / "best.ckpt").is_file()
 
 

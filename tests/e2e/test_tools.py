@@ -26,6 +26,7 @@ TASKS = {
     "landmarks": ("task=landmarks",),
     "segmentation": ("task=segmentation",),
     "siamese": ("task=siamese", *SMALL_FACES),
+    "detection": ("task=detection", "data.num_train=48", "data.num_val=16", "data.num_test=16"),
 }
 #: keys every line of predictions.jsonl holds, per task (besides ``path``).
 RECORD_KEYS = {
@@ -34,6 +35,7 @@ RECORD_KEYS = {
     "landmarks": {"keypoints", "confidence", "keypoint_names"},
     "segmentation": {"mask_file", "size", "class_pixels"},
     "siamese": {"embedding", "matches"},
+    "detection": {"detections"},
 }
 PLOTS = {
     "classification": "confusion_matrix.png",
@@ -41,6 +43,7 @@ PLOTS = {
     "landmarks": "pck_curve.png",
     "segmentation": "per_class_iou.png",
     "siamese": "roc_curve.png",
+    "detection": "pr_curves.png",
 }
 SIZES = [(40, 40), (97, 31), (20, 64), (130, 90)]  # (width, height)
 
@@ -87,7 +90,7 @@ def test_predict_and_evaluate_after_training(task, run_train, tmp_path):
     trained = {k: v for k, v in run.metrics.items() if k.startswith("test/")}
     assert trained and {k: metrics[k] for k in trained} == pytest.approx(trained, abs=1e-6)
     assert (evaluation / PLOTS[task]).is_file() and (evaluation / "worst.png").is_file()
-    if task in ("classification", "segmentation", "landmarks"):
+    if task in ("classification", "segmentation", "landmarks", "detection"):
         check_onnx_export(task, ckpt, tmp_path)
     if task == "classification":
         check_wrong_task_is_refused(ckpt, tmp_path)
@@ -104,6 +107,11 @@ def check_pixel_units(task: str, records: list[dict], out: Path) -> None:
         if task == "localization" and record["box"] is not None:
             x0, y0, x1, y1 = record["box"]
             assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
+        if task == "detection":
+            for detection in record["detections"]:
+                x0, y0, x1, y1 = detection["box"]
+                assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
+                assert {"label", "class_name", "score"} <= set(detection)
         if task == "segmentation":
             assert record["size"] == [height, width]
             assert Image.open(out / record["mask_file"]).size == (width, height)

@@ -110,7 +110,7 @@ def test_training_updates_skip_value_checks_that_wait_for_the_device():
 
 
 @pytest.mark.parametrize(
-    "name", ["classification", "localization", "landmarks", "segmentation", "siamese"]
+    "name", ["classification", "localization", "landmarks", "segmentation", "siamese", "detection"]
 )
 def test_every_built_in_task_declares_its_view_and_report_beside_itself(name):
     from cvtasks.registry import TASKS
@@ -118,4 +118,14 @@ def test_every_built_in_task_declares_its_view_and_report_beside_itself(name):
     task = TASKS.get(name)
     companion = f"cvtasks.tasks.{name}_report"
     assert task.view.__module__ == companion and task.report.__module__ == companion
-    assert task.dense_output is (name == "segmentation")
+    assert task.dense_output is (name in ("segmentation", "detection"))
+
+
+def test_export_outputs_name_a_single_tensor_logits_and_keep_a_dict_of_outputs():
+    task = make_task()
+    logits = torch.zeros(2, 4)
+    assert list(task.export_outputs(logits)) == ["logits"]
+    assert task.export_outputs(logits)["logits"] is logits
+    outputs = {"logits": logits, "box": torch.ones(2, 4)}
+    named = task.export_outputs(outputs)
+    assert list(named) == ["logits", "box"] and all(named[k] is outputs[k] for k in outputs)

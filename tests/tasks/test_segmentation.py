@@ -153,7 +153,8 @@ def test_a_tiny_run_clearly_improves_mean_iou(tmp_path):
 
 def test_task_config_picks_the_shapes_data_and_a_small_backbone(compose_train):
     cfg = compose_train("task=segmentation")
-    assert cfg.data.name == "shapes" and cfg.backbone.name.startswith("timm/")
+    assert cfg.data.name == "shapes" and cfg.backbone.name == "resnet10"  # resnet10_tiny
+    assert list(cfg.backbone.channels) == [16, 32, 64, 128]
     assert cfg.task.head.name == "unet" and cfg.task.loss.name == "ce_dice"
     assert cfg.trainer.max_epochs == 40  # the task's recipe, not the trainer's default (50)
     cfg = compose_train(

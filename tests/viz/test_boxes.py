@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvtasks.viz.boxes import PREDICTION_COLOUR, TRUTH_COLOUR, draw_box, draw_prediction
+from cvtasks.viz.boxes import (
+    CLASS_COLOURS,
+    PREDICTION_COLOUR,
+    TRUTH_COLOUR,
+    class_colour,
+    draw_box,
+    draw_detections,
+    draw_prediction,
+)
 
 
 def grey(size=(40, 30)):
@@ -54,3 +62,37 @@ def test_bad_input_is_rejected():
         draw_box(grey(), [0, 0, 1, 1], scale=0)
     with pytest.raises(ValueError, match="uint8"):
         draw_box(np.zeros((4, 4), dtype=np.float32), [0, 0, 1, 1])
+
+
+def test_dashed_outline_alternates_colour_and_image():
+    picture = draw_box(
+        grey((60, 30)), [5, 10, 55, 25], None, colour=(255, 0, 0), width=1, dashed=True
+    )
+    top = np.all(np.asarray(picture)[10, 5:54] == (255, 0, 0), axis=-1)
+    assert 0.3 < top.mean() < 0.7  # dashes (5 pixels at width 1) and gaps of equal length
+    assert top[:5].all() and not top[7:10].any()
+
+
+def test_class_colours_are_distinct_and_cycle():
+    colours = [class_colour(k) for k in range(len(CLASS_COLOURS))]
+    assert len(set(colours)) == len(CLASS_COLOURS)
+    assert class_colour(len(CLASS_COLOURS) + 3) == class_colour(3)
+
+
+def test_detections_drawn_in_class_colours_with_truth_dashed():
+    detections = [
+        {"label": 0, "class_name": "cat", "score": 0.5, "box": [2, 2, 12, 12]},
+        {"label": 1, "class_name": "dog", "score": 0.9, "box": [20, 10, 36, 26]},
+    ]
+    truth = [{"label": 1, "box": [18, 8, 38, 28]}]
+    picture = draw_detections(grey(), detections, truth, scale=2)
+    pixels = np.asarray(picture)
+    assert picture.size == (80, 60)
+    cat, dog = (np.all(pixels == class_colour(k), axis=-1) for k in (0, 1))
+    assert cat[23, 6:22].all()  # the cat box's bottom edge, solid
+    assert dog[51, 42:70].all()  # the dog box's bottom edge, solid
+    true_bottom = dog[55, 36:76]  # the true dog box's bottom edge, dashed
+    assert 0.3 < true_bottom.mean() < 0.7
+    assert tuple(pixels[36, 56]) == (100, 100, 100)  # inside the boxes: the image
+    assert (pixels.min(axis=-1) > 200).any()  # the tags' light text
+    assert np.all(pixels[23, 6:22] != PREDICTION_COLOUR)  # class colours, not the fixed one

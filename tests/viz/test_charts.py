@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from cvtasks.viz.charts import bar_chart, confusion_chart, image_grid, line_chart
+from cvtasks.viz.charts import bar_chart, confusion_chart, curves_chart, image_grid, line_chart
 
 
 def test_confusion_chart_checks_its_shape_and_shades_the_diagonal():
@@ -30,3 +30,19 @@ def test_image_grid_places_every_picture():
     assert grid.getpixel((4, 4)) == (255, 0, 0) and grid.getpixel((22, 4)) == (0, 0, 255)
     with pytest.raises(ValueError):
         image_grid([])
+
+
+def test_curves_chart_draws_each_curve_in_its_colour_and_grows_for_its_legend():
+    xs = [0.0, 0.5, 1.0]
+    curves = {"a": (xs, [1.0, 0.8, 0.2]), "b": (xs, [0.9, 0.5, 0.0]), "mean": (xs, [1, 0.6, 0.1])}
+    colours = {"a": (255, 0, 0), "b": (0, 0, 255)}
+    chart = curves_chart(curves, "PR", "recall", "precision", colours, bold="mean")
+    assert chart.size == (480 + 150, 380)
+    found = {c for _, c in chart.getcolors(1 << 20)}
+    assert {(255, 0, 0), (0, 0, 255), (30, 30, 30)} <= found
+    many = {f"class {k}": (xs, [0.5] * 3) for k in range(40)}
+    assert curves_chart(many, "PR", "recall", "precision").height == 50 + 16 * 40
+    with pytest.raises(ValueError, match="curve 'a' needs as many y as x"):
+        curves_chart({"a": ([0, 1], [0])}, "t", "x", "y")
+    with pytest.raises(ValueError, match="no curves"):
+        curves_chart({}, "t", "x", "y")

@@ -5,6 +5,7 @@ Each module registers its DataModule factory in ``DATASETS`` when imported.
 
 from cvtasks.data.builtin import (  # noqa: F401 -- imported to register them
     digits,
+    digits_detection,
     digits_identities,
     digits_localization,
     synthetic_identities,

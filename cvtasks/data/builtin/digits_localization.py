@@ -13,8 +13,8 @@ The digits are first split 70/15/15 into train/val/test, stratified by class exa
 rescale the pastes anew every epoch. The files are written once into the cache as grayscale PNGs
 plus one COCO JSON per split,
 
-    <root>/digits-loc-v1/{train,val,test}/<index>.png
-    <root>/digits-loc-v1/annotations/{train,val,test}.json
+    <root>/digits-loc-v2/{train,val,test}/<index>.png
+    <root>/digits-loc-v2/annotations/{train,val,test}.json
 
 and read back by :class:`~cvtasks.data.coco_boxes.CocoBoxesDataModule` like any COCO set a user
 brings. Every image is drawn from its own seed ``(DIGITS_LOC_SEED, split, index)``.
@@ -37,7 +37,7 @@ from cvtasks.data.coco_boxes import CocoBoxesDataModule
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.registry import DATASETS
 
-DIGITS_LOC_DIR = "digits-loc-v1"
+DIGITS_LOC_DIR = "digits-loc-v2"
 """Folder name; bump the version whenever the written files would change."""
 DIGITS_LOC_SEED = 0
 SIZE = 64
@@ -82,7 +82,12 @@ def draw_canvas(
     return np.clip(np.round(canvas), 0, 255).astype(np.uint8), box
 
 
-def _split_digits() -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+def split_digits() -> tuple[np.ndarray, np.ndarray, dict[str, list[int]]]:
+    """scikit-learn's digits and their train/val/test indices, split as the ``digits`` dataset.
+
+    Returns:
+        ``(images [N, 8, 8] with values 0-16, targets [N], {split: sorted indices})``.
+    """
     from sklearn.datasets import load_digits  # slow to import; only needed on the first run
 
     digits = load_digits()
@@ -115,12 +120,15 @@ def write_split(
         pixels, box = draw_canvas(rng, None if source is None else images[source])
         file_name = f"{split}/{index:05d}.png"
         Image.fromarray(pixels).save(folder / file_name, format="PNG")
-        coco["images"].append({"id": index, "file_name": file_name, "width": SIZE, "height": SIZE})
+        # ids count from 1, as COCO's: COCOeval takes id 0 for "unmatched"
+        coco["images"].append(
+            {"id": index + 1, "file_name": file_name, "width": SIZE, "height": SIZE}
+        )
         if box is not None:
             coco["annotations"].append(
                 {
-                    "id": len(coco["annotations"]),
-                    "image_id": index,
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": index + 1,
                     "category_id": int(targets[source]) + 1,
                     "bbox": box,
                     "area": box[2] * box[3],
@@ -135,12 +143,12 @@ def write_digits_localization(root: str | os.PathLike[str]) -> Path:
     """Write the dataset under ``root`` unless it is there (atomically, as ``write_digits``).
 
     Returns:
-        ``root/digits-loc-v1``.
+        ``root/digits-loc-v2``.
     """
     final = Path(root).expanduser() / DIGITS_LOC_DIR
     if final.is_dir():
         return final
-    images, targets, indices = _split_digits()
+    images, targets, indices = split_digits()
 
     def fill(folder: Path) -> None:
         for split in ("train", "val", "test"):
@@ -153,7 +161,7 @@ class DigitsLocalizationDataModule(WrittenOnFirstUse, CocoBoxesDataModule):
     """:class:`CocoBoxesDataModule` over the written dataset, writing it first if needed.
 
     Args:
-        data_root: the folder that holds (or will hold) ``digits-loc-v1``.
+        data_root: the folder that holds (or will hold) ``digits-loc-v2``.
         **kwargs: :class:`CocoBoxesDataModule` options.
     """
 
@@ -164,7 +172,7 @@ class DigitsLocalizationDataModule(WrittenOnFirstUse, CocoBoxesDataModule):
         super().__init__(root=folder, annotations=annotations, **kwargs)
 
     def write_dataset(self) -> Path:
-        """Write ``digits-loc-v1`` under ``data_root`` unless it is there."""
+        """Write ``digits-loc-v2`` under ``data_root`` unless it is there."""
         return write_digits_localization(self.data_root)
 
 
@@ -182,7 +190,7 @@ def digits_localization(
     """The built-in localization dataset (10 digit classes plus nothing, 64x64).
 
     Args:
-        root: where to keep ``digits-loc-v1``; ``None`` means ``default_cache_dir() / "data"``.
+        root: where to keep ``digits-loc-v2``; ``None`` means ``default_cache_dir() / "data"``.
         batch_size: samples per batch.
         image_size: output size (the canvases are 64x64).
         mean: normalization mean.

@@ -8,7 +8,7 @@ on the image's right, as in COCO. A point under an occluder is labelled hidden (
 
 Faces are drawn four times larger and box-filtered down, so edges carry sub-pixel position. The
 files are written once, deterministically (image ``i`` of a split depends only on the seed, the
-split and ``i``), into ``<root>/synthetic-faces-v1-<size>px-<train>-<val>-<test>/``:
+split and ``i``), into ``<root>/synthetic-faces-v2-<size>px-<train>-<val>-<test>/``:
 ``images/<split>/<i>.png`` and ``annotations/<split>.json`` in COCO keypoints format, renamed into
 place in one step, and read back by :class:`~cvtasks.data.coco_keypoints.CocoKeypointsDataModule`.
 """
@@ -29,7 +29,7 @@ from cvtasks.data.coco_keypoints import CocoKeypointsDataModule
 from cvtasks.io import write_json
 from cvtasks.registry import DATASETS
 
-VERSION = "synthetic-faces-v1"
+VERSION = "synthetic-faces-v2"
 """Folder prefix; bump it whenever the drawing would change."""
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "left_mouth_corner", "right_mouth_corner")
 FLIP_PAIRS = (("left_eye", "right_eye"), ("left_mouth_corner", "right_mouth_corner"))
@@ -184,14 +184,15 @@ def _coco(split: str, count: int, size: int, folder: Path) -> dict[str, Any]:
         pixels, ann = draw_face(rng, size)
         name = f"{split}/{i:05d}.png"
         Image.fromarray(pixels).save(folder / "images" / name, format="PNG")
-        images.append({"id": i, "file_name": name, "width": size, "height": size})
+        # ids count from 1, as COCO's: COCOeval takes id 0 for "unmatched"
+        images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
         triples = zip(ann["keypoints"][:, 0], ann["keypoints"][:, 1], ann["flags"])
         keypoints = [v for x, y, f in triples for v in (float(x), float(y), int(f))]
         box = ann["bbox"]
         annotations.append(
             {
-                "id": i,
-                "image_id": i,
+                "id": i + 1,
+                "image_id": i + 1,
                 "category_id": 1,
                 "keypoints": keypoints,
                 "num_keypoints": 5,
