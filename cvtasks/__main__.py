@@ -1,5 +1,5 @@
 """``python -m cvtasks <command>``: ``train`` (same as train.py), ``predict``, ``evaluate``,
-``export``, ``features``, ``list`` or ``summary``."""
+``export``, ``features``, ``tune``, ``list`` or ``summary``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ commands:
   export ckpt=PATH format=onnx|torchscript|torch_export output=FILE
   features backbone=NAME|ckpt=PATH image=FILE [layer=NAME] [channels=[..]] [images=DIR] output=DIR
                                       a layer's channel activations and top input patches
+  tune lr key=value ... [tune.num_training=N tune.min_lr=X tune.max_lr=Y tune.output=DIR]
+                                      learning-rate finder: suggestion, override, lr_find.png
   list backbones|necks|heads|tasks|datasets|plugins [PATTERN] [plugins=[FILE.py,...]]
   summary BACKBONE [INPUT_SIZE]       per-layer output shapes and parameters
 """
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0], *rest]
         module.main()
         return 0
+    if command == "tune":
+        from cvtasks.cli.tune import main as tune_main
+
+        return tune_main(rest)
     if command == "list" and rest:
         from cvtasks.cli.listing import list_command
 

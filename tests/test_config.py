@@ -13,6 +13,9 @@ OPTIONS = [(group, option) for group in GROUPS for option in group_options(group
 REQUIRED = {
     "backbone=custom": ["backbone.name=my_net"],
     "data=coco_boxes": ["data.root=/x", "data.annotations=a.json"],
+    "data=coco_multilabel": ["data.root=/x", "data.annotations=a.json"],
+    "data=multilabel_csv": ["data.root=/x", "data.csv=a.csv"],
+    "task=multilabel": ["data.root=/x", "data.csv=a.csv"],  # its data: multilabel_csv
     **{
         f"data={name}": ["data.root=/x"]
         for name in (

@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvtasks.backbones.base import Backbone
+from cvtasks.backbones.named_weights import is_torchvision_name
 from cvtasks.backbones.weights import StateDict, build_with_weights
 from cvtasks.layers import ConvNormAct, Inception, check_head_args
 from cvtasks.layers.norm import NormLayer
@@ -288,16 +289,19 @@ class GoogLeNet(Backbone):
         return self._forward(x, with_aux=True)
 
 
+_TORCHVISION_MISFIT = (
+    "on the inception modules' third path, as torchvision's GoogLeNet does (its issue #906); "
+    "cvtasks' googlenet follows the seed (seed 001 Fig 6.13) with real 5x5 "
+    "convolutions there, so torchvision weights do not fit. Use torchvision.models.googlenet for "
+    "them, or train this network."
+)
+
+
 def _refuse_torchvision_googlenet(state: StateDict, model: nn.Module) -> StateDict:
     """Pass our own checkpoints through; explain why a torchvision GoogLeNet one cannot load."""
     third_path = state.get("inception3a.branch3.1.conv.weight")
     if third_path is not None and third_path.shape[-2:] == (3, 3):
-        raise ValueError(
-            "this checkpoint has 3x3 convolutions on the inception modules' third path, as "
-            "torchvision's GoogLeNet does; cvtasks' googlenet follows the seed (seed 001 "
-            "Fig 6.13) with real 5x5 convolutions there, so torchvision weights do not fit. "
-            "Use torchvision.models.googlenet for them, or train this network."
-        )
+        raise ValueError(f"this checkpoint has 3x3 convolutions {_TORCHVISION_MISFIT}")
     return state
 
 
@@ -309,6 +313,13 @@ def googlenet(**kwargs: Any) -> GoogLeNet:
     GoogLeNet has 3x3 convolutions on the third path and does not fit). A checkpoint made for
     other ``in_chans`` loads all but the stem convolution.
     """
+    if is_torchvision_name(kwargs.get("pretrained")):  # refused before a 50 MB download
+        raise ValueError(
+            f"backbone.pretrained={kwargs['pretrained']}: these weights have 3x3 "
+            f"convolutions {_TORCHVISION_MISFIT} Their other weights "
+            "fit (stem, 1x1 and 3x3 paths, pool projections); the nine 5x5 convolutions "
+            "have no counterpart."
+        )
     return build_with_weights(
         GoogLeNet, "googlenet", key_map=_refuse_torchvision_googlenet, **kwargs
     )

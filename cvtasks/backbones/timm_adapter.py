@@ -6,8 +6,12 @@ classifier is cvtasks' default one (:class:`~cvtasks.backbones.base.Backbone`) o
 ``timm/`` names are resolved on look-up and timm is imported on first use: nothing enumerates
 timm's models unless a name is unknown, and then only to suggest close ones.
 
-``pretrained`` is a local checkpoint of the *full* timm model (or of the torchvision model timm
-mirrors, e.g. ``resnet50``). The features-only model keeps the original modules up to the last
+``pretrained=true`` takes timm's own pretrained weights (``timm/resnet50.a1_in1k``: the tag picks
+them; no tag: timm's default), cached where timm caches them (the Hugging Face hub cache, or
+``$TORCH_HOME``) and read from there without any request once cached; with no network and
+nothing cached, one line names the URL and where to put the file. Otherwise ``pretrained`` is a
+local checkpoint of the *full* timm model (or of the torchvision model timm mirrors, e.g.
+``resnet50``). The features-only model keeps the original modules up to the last
 stage, with three renamings that :func:`_timm_checkpoint_filter` undoes: nothing (``layer1``),
 first-level ``Sequential`` children flattened (``features.0`` → ``features_0``), or the whole
 model kept under ``model.`` (timm's ``FeatureGetterNet``). Keys of modules past the last stage
@@ -23,6 +27,7 @@ import torch
 from torch import nn
 
 from cvtasks.backbones.base import Backbone, check_feature_info
+from cvtasks.backbones.named_weights import check_reachable, timm_cached_file
 from cvtasks.backbones.weights import StateDict, build_with_weights
 from cvtasks.registry import BACKBONES
 
@@ -37,10 +42,13 @@ class TimmBackbone(Backbone):
         in_chans: input channels.
         num_classes: logits of :meth:`forward`; 0 returns pooled last-stage features.
         drop_rate: dropout before the classifier.
+        timm_pretrained: load timm's pretrained weights for ``model_name`` (downloaded once).
         **kwargs: passed to ``timm.create_model`` (``out_indices``, ``drop_path_rate``, ...).
 
     Raises:
         KeyError: timm has no model ``model_name``; the message lists close matches.
+        ~cvtasks.backbones.named_weights.WeightsDownloadError: ``timm_pretrained`` with the
+            weights neither cached nor downloadable.
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class TimmBackbone(Backbone):
         in_chans: int = 3,
         num_classes: int = 0,
         drop_rate: float = 0.0,
+        timm_pretrained: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__()
@@ -57,8 +66,14 @@ class TimmBackbone(Backbone):
         if not timm.is_model(model_name):
             raise KeyError(_unknown_model_message(model_name))
         self.model_name = model_name
+        if timm_pretrained:
+            kwargs = {**kwargs, **_pretrained_source(model_name)}
         self.model = timm.create_model(
-            model_name, features_only=True, pretrained=False, in_chans=in_chans, **kwargs
+            model_name,
+            features_only=True,
+            pretrained=timm_pretrained,
+            in_chans=in_chans,
+            **kwargs,
         )
         info = self.model.feature_info
         self.feature_info = [
@@ -75,19 +90,45 @@ class TimmBackbone(Backbone):
         return list(self.model(x))
 
 
-def create_timm_backbone(model_name: str, **kwargs: Any) -> TimmBackbone:
+def create_timm_backbone(
+    model_name: str, pretrained: bool | str | None = None, **kwargs: Any
+) -> TimmBackbone:
     """Factory behind the ``timm/`` prefix: ``timm/resnet18`` → ``TimmBackbone("resnet18")``.
 
-    ``pretrained`` is a local ``.pth``/``.pt``/``.safetensors`` checkpoint of the full timm (or
-    matching torchvision) model.
+    ``pretrained`` is ``true`` (timm's own weights for the name and its tag) or a local
+    ``.pth``/``.pt``/``.safetensors`` checkpoint of the full timm (or matching torchvision) model.
     """
+    if pretrained is True:
+        return build_with_weights(
+            TimmBackbone, PREFIX + model_name, model_name=model_name, timm_pretrained=True, **kwargs
+        )
     return build_with_weights(
         TimmBackbone,
         PREFIX + model_name,
+        pretrained=pretrained,
         key_map=_timm_checkpoint_filter,
         model_name=model_name,
         **kwargs,
     )
+
+
+def _pretrained_source(model_name: str) -> dict[str, Any]:
+    """timm keywords that read cached weights without a request, or nothing when not cached.
+
+    A cached file goes to timm as ``pretrained_cfg_overlay=dict(file=...)``: the hub is not asked
+    again (offline, it would retry for about a minute). When nothing is cached, the host is
+    probed first so that no network fails in seconds with the URL and where to put the file.
+    """
+    url, cached, cache_dir = timm_cached_file(model_name)
+    if cached is not None:
+        return {"pretrained_cfg_overlay": {"file": str(cached)}}
+    check_reachable(
+        url,
+        f"timm weights for {model_name}",
+        f"set backbone.pretrained=<that file> (or copy the cache {cache_dir} from a machine "
+        "that has it)",
+    )
+    return {}
 
 
 BACKBONES.register_prefix(PREFIX, create_timm_backbone)

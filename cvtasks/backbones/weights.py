@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 import torch
 from torch import nn
 
+from cvtasks.backbones.named_weights import fetch_torchvision, is_torchvision_name
 from cvtasks.io import load_tensors
 
 log = logging.getLogger(__name__)
@@ -41,18 +42,38 @@ def build_with_weights(
     Args:
         model_cls: the family's class (or any callable building the network).
         variant: the registered name, kept as ``model.variant``.
-        pretrained: a local weights file (see :func:`load_pretrained`); ``None`` keeps the fresh
-            initialisation.
+        pretrained: a local weights file (see :func:`load_pretrained`), or ``"torchvision"`` /
+            ``"torchvision:ENTRY"`` for torchvision's weights of the architecture named
+            ``variant`` (cached in ``$TORCH_HOME``, downloaded once; the entry's
+            :func:`~cvtasks.backbones.named_weights.pretrained_cfg` is kept as
+            ``model.pretrained_cfg``); ``None`` keeps the fresh initialisation.
         key_map: how the family maps torchvision/timm checkpoint keys onto its own.
         **kwargs: the constructor's keywords (the variant's table row and the user's).
 
     Returns:
         The network, initialised, with the weights of ``pretrained`` when given.
+
+    Raises:
+        ValueError: ``pretrained=true`` (only ``timm/`` backbones take it), no torchvision weights
+            by that name, or weights that do not fit (see :func:`load_pretrained`).
+        ~cvtasks.backbones.named_weights.WeightsDownloadError: named weights neither cached nor
+            downloadable.
     """
+    if pretrained is True:
+        raise ValueError(
+            f"backbone.pretrained=true downloads weights for timm/ backbones only; for {variant} "
+            "use backbone.pretrained=torchvision (or torchvision:ENTRY) or a local weights file"
+        )
+    cfg = None
+    if is_torchvision_name(pretrained):
+        pretrained, cfg = fetch_torchvision(variant, str(pretrained))
     model = model_cls(**kwargs)
     model.variant = variant
     if pretrained:
         load_pretrained(model, pretrained, key_map=key_map)
+    if cfg is not None:
+        model.pretrained_cfg = cfg
+        log.info("%s: loaded %s from %s", variant, cfg["weights"], pretrained)
     return model
 
 
@@ -78,8 +99,9 @@ def load_pretrained(
     key (DistributedDataParallel) is removed, as timm does.
 
     The classifier is treated apart. Weights of the modules in ``model.classifier_modules`` whose
-    shape differs from the model's, or which the model does not have, are skipped, and classifier
-    weights absent from the file keep their fresh initialisation. This is what fine-tuning needs:
+    shape differs from the model's, which the model does not have, or which hold NaN (a
+    features-only checkpoint's), are skipped, and classifier weights absent from the file keep
+    their fresh initialisation. This is what fine-tuning needs:
     a checkpoint trained on 1000 classes initialises every stage of a 5-class model (or of a
     features-only model with ``num_classes=0``), and only the classifier, whose size depends on
     ``num_classes``, starts anew. Likewise the stem: when the weight named by
@@ -125,14 +147,17 @@ def load_pretrained(
     def in_classifier(key: str) -> bool:
         return any(key == h or key.startswith(h + ".") for h in heads)
 
+    # torchvision's features-only entries (vgg16 IMAGENET1K_FEATURES) fill the classifier with NaN
     skipped = [
         k
         for k, v in state.items()
-        if in_classifier(k) and (k not in own or own[k].shape != v.shape)
+        if in_classifier(k) and (k not in own or own[k].shape != v.shape or _has_nan(v))
     ]
     state = {k: v for k, v in state.items() if k not in skipped}
     if skipped:
-        log.info("%s: skipped classifier weights %s (num_classes differs)", path, skipped)
+        log.info(
+            "%s: skipped classifier weights %s (num_classes differs, or no values)", path, skipped
+        )
     wrong_shape = [
         f"{k} (file {tuple(v.shape)}, model {tuple(own[k].shape)})"
         for k, v in state.items()
@@ -221,6 +246,11 @@ def rename_modules(state: StateDict, names: Mapping[str, str]) -> StateDict:
         module, _, leaf = key.rpartition(".")
         renamed[f"{names.get(module, module)}.{leaf}"] = value
     return renamed
+
+
+def _has_nan(tensor: torch.Tensor) -> bool:
+    # a meta tensor (a checkpoint read for its shapes only) holds no values to test
+    return tensor.is_floating_point() and not tensor.is_meta and bool(torch.isnan(tensor).any())
 
 
 def _few(keys: Sequence[str]) -> str:

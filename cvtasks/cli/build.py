@@ -70,10 +70,23 @@ def build_task(cfg: DictConfig, datamodule: pl.LightningDataModule) -> TaskModul
 
 
 def instantiate_group(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a group such as ``callbacks`` or ``logger``."""
+    """Instantiate every ``_target_`` entry of a group such as ``callbacks`` or ``logger``.
+
+    An entry with ``enabled: false`` is left out (a switch for what is off by default, e.g.
+    ``callbacks.ema.enabled=true``); ``enabled`` itself is not passed on.
+    """
     if not cfg:
         return []
-    return [instantiate(node) for node in cfg.values() if node and "_target_" in node]
+    built = []
+    for node in cfg.values():
+        if not node or "_target_" not in node:
+            continue
+        if "enabled" in node:
+            if not node.enabled:
+                continue
+            node = OmegaConf.masked_copy(node, [key for key in node if key != "enabled"])
+        built.append(instantiate(node))
+    return built
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:

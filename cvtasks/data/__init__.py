@@ -2,9 +2,10 @@
 
 Importing this package registers every dataset in ``DATASETS`` (the registry does so on its first
 read): the readers of data people have, each in the module of its registry name (``image_folder``,
-``image_masks``, ``identity_folders``, ``coco_boxes``, ``coco_detection``, ``coco_keypoints``,
-``voc_boxes``, ``voc_detection``, ``voc_segmentation``, ``yolo_detection``), and the built-in
-datasets of :mod:`cvtasks.data.builtin`, written into the cache in those same formats.
+``image_masks``, ``identity_folders``, ``multilabel_csv``, ``coco_boxes``, ``coco_detection``,
+``coco_keypoints``, ``coco_multilabel``, ``voc_boxes``, ``voc_detection``, ``voc_segmentation``,
+``yolo_detection``), and the built-in datasets of :mod:`cvtasks.data.builtin`, written into the
+cache in those same formats.
 """
 
 from cvtasks.data import (  # noqa: F401 -- imported to register their datasets
@@ -12,9 +13,11 @@ from cvtasks.data import (  # noqa: F401 -- imported to register their datasets
     coco_boxes,
     coco_detection,
     coco_keypoints,
+    coco_multilabel,
     identity_folders,
     image_folder,
     image_masks,
+    multilabel_csv,
     voc_boxes,
     voc_detection,
     voc_segmentation,

@@ -98,7 +98,9 @@ class VisionDataModule(pl.LightningDataModule):
         image_size: output size, an int or ``(height, width)``.
         mean: per-channel mean of pixel values in [0, 1], for normalization.
         std: per-channel standard deviation, same scale.
-        augment: training augmentations, a list of ``{"name": <albumentations class>, **kw}``.
+        augment: training augmentations, a list of ``{"name": <albumentations class>, **kw}``,
+            or a named strength ``"light"``, ``"medium"``, ``"heavy"`` (see
+            :mod:`cvtasks.data.augment_presets`).
         on_bad_image: ``"error"`` raises on an undecodable file; ``"skip"`` warns, drops it from
             its batch and counts it in ``batch["skipped"]``.
         cache_images: keep decoded images in memory after their first read (per process).
@@ -118,7 +120,7 @@ class VisionDataModule(pl.LightningDataModule):
         image_size: int | Sequence[int] = 32,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        augment: Sequence[dict[str, Any]] | None = None,
+        augment: str | Sequence[dict[str, Any]] | None = None,
         on_bad_image: str = "error",
         cache_images: bool = False,
     ) -> None:

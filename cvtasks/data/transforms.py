@@ -11,6 +11,8 @@ from typing import Any
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
+from cvtasks.data.augment_presets import STRENGTHS, named_augment
+
 # Abstract bases that A exports beside the real transforms; never useful in a config.
 _ABSTRACT = frozenset(
     {"BasicTransform", "DualTransform", "ImageOnlyTransform", "BaseCompose", "Transform3D"}
@@ -31,7 +33,7 @@ def transform_names() -> tuple[str, ...]:
 
 
 def build_pipeline(
-    augment: Sequence[Mapping[str, Any]] | None,
+    augment: str | Sequence[Mapping[str, Any]] | None,
     image_size: int | Sequence[int],
     mean: Sequence[float],
     std: Sequence[float],
@@ -50,6 +52,10 @@ def build_pipeline(
         augment: transform specs, e.g. ``[{"name": "Affine", "scale": [0.9, 1.1], "p": 0.5}]``.
             ``name`` is an albumentations class; the other keys are its keyword arguments.
             Compositions take nested specs: ``{"name": "OneOf", "transforms": [...]}``.
+            Or a named strength, ``"light"``, ``"medium"`` or ``"heavy"``: the specs of
+            :func:`~cvtasks.data.augment_presets.named_augment` for what the pipeline carries
+            (boxes with ``bbox_params``, points with ``keypoint_params``, masks with
+            ``mask_interpolation``, else the image alone).
         image_size: output size, an int for square images or ``(height, width)``.
         mean: per-channel mean of pixel values scaled to [0, 1].
         std: per-channel standard deviation, same scale.
@@ -66,12 +72,14 @@ def build_pipeline(
         TypeError: a keyword the transform does not take.
     """
     height, width = parse_image_size(image_size)
+    if isinstance(augment, str):
+        augment = named_augment(augment, pipeline_targets(compose_kwargs))
     if augment is not None and (
         isinstance(augment, (Mapping, str)) or not isinstance(augment, Sequence)
     ):
         raise ValueError(
-            f"data.augment must be a list of transform specs like [{{name: HorizontalFlip}}], "
-            f"got {augment!r}"
+            f"data.augment must be one of {', '.join(STRENGTHS)} or a list of transform specs "
+            f"like [{{name: HorizontalFlip}}], got {augment!r}"
         )
     augmentations = [
         _build_one(spec, f"data.augment[{i}]", (height, width))
@@ -85,6 +93,23 @@ def build_pipeline(
         ToTensorV2(),
     ]
     return A.Compose([*(augmentations if train else []), *tail], **compose_kwargs)
+
+
+def pipeline_targets(compose_kwargs: Mapping[str, Any]) -> str:
+    """What a pipeline carries besides the image, read from its ``A.Compose`` keywords.
+
+    Returns:
+        ``"boxes"``, ``"keypoints"``, ``"masks"`` or ``"image"`` (see
+        :func:`~cvtasks.data.augment_presets.named_augment`).
+    """
+    if compose_kwargs.get("bbox_params") is not None:
+        return "boxes"
+    if compose_kwargs.get("keypoint_params") is not None:
+        return "keypoints"
+    # segmentation pipelines resize masks with nearest-neighbour interpolation, and only they
+    if "mask_interpolation" in compose_kwargs:
+        return "masks"
+    return "image"
 
 
 def _build_one(spec: Any, key: str, size: tuple[int, int]) -> A.BasicTransform | A.BaseCompose:

@@ -70,7 +70,7 @@ class CenterNetHead(nn.Module):
             reduction is at least ``stride``; when the finest of them is coarser, its neck
             output is upsampled (nearest) to ``stride``.
         neck: ``{"name": <NECKS name>, **its keywords}``; default ``{"name": "fpn",
-            "channels": 64}``. ``feature_info`` and ``levels`` are set by the head.
+            "channels": 64}``. ``feature_info``, ``levels`` and ``outputs`` (1) are set by the head.
         head_channels: width of the 3x3 convolution of each branch.
         box_scale: input pixels per unit of the box branch. Distances are
             ``softplus(x) · box_scale``: positive everywhere with a gradient everywhere (a ReLU
@@ -110,14 +110,20 @@ class CenterNetHead(nn.Module):
             raise ValueError(
                 f"task.head.neck needs a 'name' (e.g. {{name: fpn, channels: 64}}), got {neck_kw}"
             )
+        if "outputs" in neck_kw:
+            raise ValueError(
+                "task.head.neck.outputs is chosen by the head (it reads the finest map only); "
+                "remove it"
+            )
         if "levels" in neck_kw:
             raise ValueError(
                 "task.head.neck.levels is chosen by the head (the stages at or above "
                 "task.head.stride); remove it and set task.head.stride instead"
             )
         neck_name = str(neck_kw.pop("name"))
+        # the head reads the finest map only: a neck returns just that one (``outputs=1``)
         self.neck = NECKS.build(
-            neck_name, feature_info=list(feature_info), levels=levels, **neck_kw
+            neck_name, feature_info=list(feature_info), levels=levels, outputs=1, **neck_kw
         )
         finest = self.neck.feature_info[0]
         self.upsample = int(finest["reduction"]) // self.stride  # 1 when a level is at stride

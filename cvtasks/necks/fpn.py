@@ -58,6 +58,10 @@ class FPN(nn.Module):
         channels: width of every output.
         levels: indices of the stages to use, shallow to deep (default: every stage). The
             outputs follow them one to one.
+        outputs: how many of the finest levels to return (default: all). The top-down path
+            still runs through every level; only the returned ones get a smoothing convolution,
+            so a head that reads the finest map alone leaves no parameter without a gradient
+            (which DDP refuses) and no convolution computed for nothing.
         norm_layer: norm of the smoothing convolutions (:class:`~cvtasks.layers.ConvNormAct`).
         act_layer: activation of the smoothing convolutions.
 
@@ -72,6 +76,7 @@ class FPN(nn.Module):
         feature_info: Sequence[Mapping[str, Any]],
         channels: int = 64,
         levels: Sequence[int] | None = None,
+        outputs: int | None = None,
         norm_layer: str | None = "batchnorm",
         act_layer: str | type[nn.Module] | None = "relu",
     ) -> None:
@@ -80,6 +85,12 @@ class FPN(nn.Module):
             raise ValueError(f"neck.channels must be >= 1, got {channels}")
         channels = int(channels)
         self.levels = check_levels(levels, len(feature_info))
+        self.num_outputs = len(self.levels) if outputs is None else int(outputs)
+        if not 1 <= self.num_outputs <= len(self.levels):
+            raise ValueError(
+                f"neck.outputs must be between 1 and the {len(self.levels)} levels read, "
+                f"got {outputs}"
+            )
         # Laterals are plain 1x1 convolutions with a bias, as in the paper: the sum that
         # follows is normalized by the smoothing convolution.
         self.laterals = nn.ModuleList(
@@ -87,7 +98,7 @@ class FPN(nn.Module):
         )
         self.smooth = nn.ModuleList(
             ConvNormAct(channels, channels, 3, norm_layer=norm_layer, act_layer=act_layer)
-            for _ in self.levels
+            for _ in range(self.num_outputs)
         )
         self.feature_info = [
             {
@@ -95,24 +106,24 @@ class FPN(nn.Module):
                 "reduction": int(feature_info[i]["reduction"]),
                 "module": f"smooth.{j}",
             }
-            for j, i in enumerate(self.levels)
+            for j, i in enumerate(self.levels[: self.num_outputs])
         ]
         self.num_features = channels
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        """One map per level, shallow to deep, each ``[B, channels, h_i, w_i]`` of its stage."""
+        """One map per returned level, shallow to deep, each ``[B, channels, h_i, w_i]`` of its
+        stage."""
         if len(features) <= self.levels[-1]:
             raise ValueError(
                 f"FPN reads backbone stages {self.levels} but got {len(features)} feature maps"
             )
         outputs: list[torch.Tensor] = []
         top: torch.Tensor | None = None
-        for index, lateral, smooth in zip(
-            reversed(self.levels), reversed(self.laterals), reversed(self.smooth)
-        ):
-            merged = lateral(features[index])
+        for position in reversed(range(len(self.levels))):
+            merged = self.laterals[position](features[self.levels[position]])
             if top is not None:
                 merged = merged + F.interpolate(top, size=merged.shape[-2:], mode="nearest")
             top = merged
-            outputs.append(smooth(merged))
+            if position < self.num_outputs:
+                outputs.append(self.smooth[position](merged))
         return outputs[::-1]

@@ -23,6 +23,7 @@ from torchmetrics import MetricCollection
 
 from cvtasks.backbones import validate_backbone
 from cvtasks.registry import BACKBONES, HEADS
+from cvtasks.tasks import transfer
 from cvtasks.training import speed
 from cvtasks.training.speed import check_compile
 from cvtasks.viz.views import View
@@ -124,6 +125,10 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
             ``"auto"``: on a CUDA device only (see :mod:`cvtasks.training.speed`).
         channels_last: keep weights and inputs in channels-last memory format (``"auto"``: on
             a CUDA device only).
+        freeze_backbone_epochs: train only the head for this many first epochs (backbone
+            without gradients, its BatchNorm in eval mode); see :mod:`cvtasks.tasks.transfer`.
+        backbone_lr_scale: the backbone's learning rate as a multiple of the head's.
+        freeze_bn: keep every backbone BatchNorm's statistics and affine parameters fixed.
     """
 
     #: the validation metric the run monitors (checkpoints, sweeps), and whether higher is better.
@@ -148,8 +153,14 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         scheduler: Mapping[str, Any] | None = None,
         compile: bool | str = False,
         channels_last: bool = False,
+        freeze_backbone_epochs: int = 0,
+        backbone_lr_scale: float = 1.0,
+        freeze_bn: bool = False,
     ) -> None:
         super().__init__()
+        self.transfer = transfer.check_transfer(
+            freeze_backbone_epochs, backbone_lr_scale, freeze_bn
+        )
         self.optimizer_cfg = dict(optimizer or DEFAULT_OPTIMIZER)
         self.scheduler_cfg = {**DEFAULT_SCHEDULER, **dict(scheduler or {})}
         if self.scheduler_cfg["name"] not in SCHEDULERS:
@@ -165,6 +176,8 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
             head_cfg.pop("name"), feature_info=net.feature_info, **head_cfg, **(head_kwargs or {})
         )
         self.net = TaskNetwork(net, head_module)
+        # trainable as after any head-first epochs (freeze_bn parameters stay frozen)
+        transfer.set_backbone_trainable(net, self.transfer, self.transfer.freeze_backbone_epochs)
         metrics = without_compute_groups(self.make_metrics())
         self.train_metrics = without_compute_groups(self.make_train_metrics()).clone(
             prefix="train/"
@@ -253,6 +266,23 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         if self.compile_mode:
             mode = None if self.compile_mode is True else self.compile_mode
             self.net.compile(mode=mode)
+
+    def train(self, mode: bool = True) -> TaskModule:
+        """Training mode, with the backbone's BatchNorm held in eval mode while it is frozen."""
+        super().train(mode)
+        if mode:
+            transfer.hold_batch_norm_eval(self.net.backbone, self.transfer, self.current_epoch)
+        return self
+
+    def on_fit_start(self) -> None:
+        """Refuse a distributed strategy that cannot train a partly frozen backbone."""
+        transfer.check_strategy(self.trainer, self.transfer)
+
+    def on_train_epoch_start(self) -> None:
+        """Freeze or unfreeze the backbone for this epoch (``freeze_backbone_epochs``)."""
+        if self.transfer.active:
+            transfer.set_backbone_trainable(self.net.backbone, self.transfer, self.current_epoch)
+            self.train()  # settle the BatchNorm modes for this epoch
 
     def forward(self, images: torch.Tensor) -> Any:
         """Raw head outputs (logits, boxes, …) for normalized images ``[B, 3, H, W]``."""
@@ -348,21 +378,34 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
 
     # -- optimization --------------------------------------------------------------------------
     def parameter_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        """Weight decay on weights only: biases and norm scales (1-D tensors) are exempt."""
+        """Weight decay on weights only: biases and norm scales (1-D tensors) are exempt.
+
+        Parameters frozen for the whole run (``freeze_bn``) are left out; with
+        ``backbone_lr_scale`` each group is split in a backbone part at the scaled rate and the
+        rest (see :func:`~cvtasks.tasks.transfer.scaled_groups`).
+        """
         decay, no_decay = [], []
         for param in self.net.parameters():
             if param.requires_grad:
                 (no_decay if param.ndim <= 1 else decay).append(param)
-        return [
+        groups = [
             {"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
+        scale = self.transfer.backbone_lr_scale
+        if scale == 1.0:
+            return groups
+        lr = float(self.optimizer_cfg.get("lr", DEFAULT_OPTIMIZER["lr"]))
+        return transfer.scaled_groups(groups, self.net.backbone, lr, scale)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Optimizer from the Hydra partial config; per-step warmup + cosine/step/constant."""
         cfg = dict(self.optimizer_cfg)
         weight_decay = float(cfg.pop("weight_decay", 0.0))
         speed.add_fused(cfg, get_class(cfg["_target_"]), self.run_device)
+        if self.transfer.active:  # the optimizer holds every parameter that learns at some epoch
+            epoch = self.transfer.freeze_backbone_epochs
+            transfer.set_backbone_trainable(self.net.backbone, self.transfer, epoch)
         optimizer = instantiate(cfg)(self.parameter_groups(weight_decay))
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -19,6 +20,7 @@ from cvtasks.metrics import ConfusionScore, TopKAccuracy
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
 from cvtasks.tasks.classification_report import ClassificationReport, ClassificationView
+from cvtasks.tasks.mixing import build_mixup, mix_batch
 
 
 @TASKS.register("classification")
@@ -34,6 +36,11 @@ class ClassificationTask(TaskModule):
         top_k: how many ranked classes ``predict`` returns per image.
         aux_weight: weight of each auxiliary classifier's loss for backbones that have them
             (GoogLeNet's intermediate losses, seed 001); 0 turns them off.
+        mixup: mixup/CutMix of training batches with timm's ``Mixup``, e.g.
+            ``{"mixup_alpha": 0.8, "cutmix_alpha": 1.0}`` (see
+            :func:`~cvtasks.tasks.mixing.build_mixup`); ``None`` or both alphas 0 turn it off. The
+            training loss is then the cross-entropy against the mixed soft targets, smoothed by
+            ``label_smoothing`` unless ``mixup`` sets its own; metrics count the unmixed labels.
         **kwargs: optimizer, scheduler, compile, channels_last (see :class:`TaskModule`).
     """
 
@@ -51,6 +58,7 @@ class ClassificationTask(TaskModule):
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
         aux_weight: float = 0.3,
+        mixup: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if not 0.0 <= label_smoothing < 1.0:
@@ -73,6 +81,8 @@ class ClassificationTask(TaskModule):
         self.aux_weight = float(aux_weight)
         if self.aux_weight > 0 and hasattr(self.backbone, "init_aux"):
             self.backbone.init_aux(self.num_classes)
+        self.mixup = build_mixup(mixup, self.num_classes, self.label_smoothing)
+        self.soft_target_loss = SoftTargetCrossEntropy()
 
     def make_metrics(self) -> MetricCollection:
         """Top-1 accuracy, top-5 accuracy (when there are more than 5 classes) and macro F1."""
@@ -95,8 +105,19 @@ class ClassificationTask(TaskModule):
             metrics["acc_top5"] = TopKAccuracy(k=5)
         return MetricCollection(metrics)
 
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Mix the batch when ``mixup`` is on (soft targets in ``batch["soft_target"]``), then
+        the usual step."""
+        if self.mixup is not None and batch["image"].shape[0] > 0:
+            images, soft = mix_batch(self.mixup, batch["image"], batch["label"])
+            batch = {**batch, "image": images, "soft_target": soft}
+        return super().training_step(batch, batch_idx)
+
     def compute_loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        """Cross-entropy of the logits against ``batch["label"]``, with label smoothing."""
+        """Cross-entropy of the logits against ``batch["label"]``, with label smoothing, or
+        against the mixed ``batch["soft_target"]`` of a mixup batch."""
+        if "soft_target" in batch:
+            return self.soft_target_loss(outputs.float(), batch["soft_target"])
         return F.cross_entropy(
             outputs.float(), batch["label"], label_smoothing=self.label_smoothing
         )

@@ -4,6 +4,8 @@
   and loading with ``weights_only=True``.
 * :mod:`cvtasks.training.callbacks`: RNG state in checkpoints, non-finite loss guard, checkpoint on
   SIGTERM (preemption).
+* :mod:`cvtasks.training.ema`: weight EMA (Lightning's ``EMAWeightAveraging``), validated, saved
+  and resumed as the model.
 * :mod:`cvtasks.training.progress`: the progress bar, reading metrics from the device only now and
   then.
 * :mod:`cvtasks.training.resume`: ``ckpt_path=last`` / a path → the checkpoint and its run folder.

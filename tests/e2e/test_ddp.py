@@ -71,7 +71,10 @@ def test_ddp_cpu_one_run_folder_and_metrics_equal_one_process(run_train, task, e
     assert test_keys
     for key in test_keys:  # torchmetrics: each test image counted exactly once over 2 processes
         if not key.startswith("test/loss"):
-            assert metrics[key] == pytest.approx(single[key], abs=1e-5), key
+            # detection: a barely trained model's scores sit near the prior, and batches of
+            # another size move them by float rounding, enough to reorder near-ties
+            tolerance = 1e-4 if task == "detection" else 1e-5
+            assert metrics[key] == pytest.approx(single[key], abs=tolerance), key
     # a logged loss (or loss term) is a mean of per-process means: equal up to the shards' size
     # difference (wider for detection, whose loss per image follows its number of objects)
     for key in (k for k in test_keys if k.startswith("test/loss")):

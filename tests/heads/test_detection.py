@@ -40,9 +40,8 @@ def test_outputs_at_stride_over_the_stages_at_or_above_it(stride, levels):
     size = 64 // stride
     assert out["heatmap"].shape == (2, 3, size, size) and out["box"].shape == (2, 4, size, size)
     assert head.stride == stride and head.neck.levels == levels
-    assert [i["reduction"] for i in head.neck.feature_info] == [
-        INFO[i]["reduction"] for i in levels
-    ]
+    # the neck reads those stages and returns the finest map, the one the head uses
+    assert [i["reduction"] for i in head.neck.feature_info] == [INFO[levels[0]]["reduction"]]
 
 
 def test_finest_stage_coarser_than_stride_is_upsampled():
@@ -67,8 +66,16 @@ def test_untrained_head_predicts_the_prior_and_positive_distances():
 def test_neck_settings_come_from_the_config():
     neck = OmegaConf.create({"name": "fpn", "channels": 24})  # as Hydra passes it
     head = HEADS.build("centernet", feature_info=INFO, num_classes=2, neck=neck, head_channels=16)
-    assert [i["num_chs"] for i in head.neck.feature_info] == [24] * 4
+    assert [i["num_chs"] for i in head.neck.feature_info] == [24]  # the finest map only
     assert head(features(INFO))["heatmap"].shape == (2, 2, 16, 16)
+
+
+def test_every_parameter_takes_part_in_the_outputs():
+    """DDP refuses a module with parameters outside the loss: the neck builds no unread map."""
+    head = HEADS.build("centernet", feature_info=INFO, num_classes=2, head_channels=16)
+    out = head(features(INFO))
+    (out["heatmap"].sum() + out["box"].sum()).backward()
+    assert [n for n, p in head.named_parameters() if p.grad is None] == []
 
 
 @pytest.mark.parametrize(
@@ -78,6 +85,7 @@ def test_neck_settings_come_from_the_config():
         ({"stride": 3}, r"task.head.stride=3 must divide .* \(4\); e.g. task.head.stride=4"),
         ({"neck": {"channels": 8}}, "task.head.neck needs a 'name'"),
         ({"neck": {"name": "fpn", "levels": [1]}}, "task.head.neck.levels is chosen by the head"),
+        ({"neck": {"name": "fpn", "outputs": 2}}, "task.head.neck.outputs is chosen by the head"),
         ({"box_scale": 0.0}, "task.head.box_scale must be > 0"),
     ],
 )

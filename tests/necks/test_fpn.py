@@ -82,6 +82,8 @@ def test_top_down_is_a_nearest_upsample_added_to_the_lateral():
         ({"levels": []}, "neck.levels must be indices"),
         ({"levels": [2, 1]}, r"neck.levels must be strictly increasing .* got \[2, 1\]"),
         ({"channels": 0}, "neck.channels must be >= 1, got 0"),
+        ({"outputs": 0}, "neck.outputs must be between 1 and the 3 levels read, got 0"),
+        ({"outputs": 4}, "neck.outputs must be between 1 and the 3 levels read, got 4"),
     ],
 )
 def test_bad_settings_are_refused(kw, message):
@@ -94,3 +96,19 @@ def test_too_few_feature_maps_are_refused():
     info = [{"num_chs": 4, "reduction": r, "module": f"s{r}"} for r in (4, 8, 16)]
     with pytest.raises(ValueError, match=r"FPN reads backbone stages \[0, 1, 2\] but got 2"):
         FPN(info)([torch.randn(1, 4, 8, 8), torch.randn(1, 4, 4, 4)])
+
+
+def test_fewer_outputs_return_the_finest_maps_and_build_nothing_else():
+    info = [{"num_chs": 4, "reduction": r, "module": f"s{r}"} for r in (4, 8, 16)]
+    features = [torch.randn(2, 4, 16 // 2**i, 16 // 2**i) for i in range(3)]
+    torch.manual_seed(0)
+    every = FPN(info, channels=8)
+    torch.manual_seed(0)
+    finest = FPN(info, channels=8, outputs=1)
+    finest.laterals.load_state_dict(every.laterals.state_dict())
+    finest.smooth[0].load_state_dict(every.smooth[0].state_dict())
+    (out,) = finest(features)
+    torch.testing.assert_close(out, every(features)[0])  # the same top-down path
+    assert len(finest.smooth) == 1 and [f["reduction"] for f in finest.feature_info] == [4]
+    out.sum().backward()  # every parameter takes part, as DDP requires
+    assert all(p.grad is not None for p in finest.parameters())

@@ -8,6 +8,7 @@ from cvtasks.data.builtin import (  # noqa: F401 -- imported to register them
     digits_detection,
     digits_identities,
     digits_localization,
+    digits_multilabel,
     synthetic_identities,
 )
 from cvtasks.data.builtin.shapes import ShapesDataModule  # noqa: F401 -- registers "shapes"

@@ -94,10 +94,14 @@ class MobileNetV2(Backbone):
         in_chans: input channels.
         num_classes: logits of the classifier; 0 builds neither ``conv_head`` nor ``fc``.
         drop_rate: dropout before the linear layer (0.2, as torchvision).
+        drop_path_rate: stochastic depth; block ``i`` of ``n`` (counted from 0 over all stages)
+            drops its residual branch with probability ``drop_path_rate · i / n``, as cvtasks'
+            EfficientNet. Blocks without a shortcut (a stage's first) drop nothing. 0 (default,
+            as torchvision) builds the plain network.
 
     Raises:
-        ValueError: a ``width_mult`` that is not positive, a bad ``num_classes`` or
-            ``drop_rate``.
+        ValueError: a ``width_mult`` that is not positive, a bad ``num_classes``, ``drop_rate``
+            or ``drop_path_rate``.
     """
 
     classifier_modules = ("conv_head", "fc")  # skipped from a checkpoint when they do not fit
@@ -109,11 +113,14 @@ class MobileNetV2(Backbone):
         in_chans: int = 3,
         num_classes: int = 0,
         drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         check_head_args(num_classes, drop_rate, dropout_name="drop_rate", minimum=0)
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
         self.in_chans, self.width_mult = in_chans, width_mult
         self.num_classes, self.drop_rate = num_classes, drop_rate
 
@@ -121,12 +128,24 @@ class MobileNetV2(Backbone):
         self.stem = ConvNormAct(in_chans, in_chs, 3, stride=2, act_layer=ACT)
         stages, reduction = [], 2
         self.feature_info = []
+        total = sum(n for _, _, n, _ in STAGES)
+        rates = [drop_path_rate * i / total for i in range(total)]
         for i, (t, c, n, s) in enumerate(STAGES):
             out_chs = make_divisible(c * width_mult, 8)
             blocks = []
             for j in range(n):
                 stride = s if j == 0 else 1
-                blocks.append(MBConv(in_chs, out_chs, 3, stride, t, se_ratio=None, act_layer=ACT))
+                block = MBConv(
+                    in_chs,
+                    out_chs,
+                    3,
+                    stride,
+                    t,
+                    se_ratio=None,
+                    act_layer=ACT,
+                    drop_path=rates.pop(0),
+                )
+                blocks.append(block)
                 in_chs = out_chs
             stages.append(nn.Sequential(*blocks))
             reduction *= s

@@ -110,6 +110,34 @@ def test_bad_arguments_are_rejected():
         MobileNetV2(width_mult=0)
     with pytest.raises(ValueError, match="num_classes"):
         MobileNetV2(num_classes=-1)
+    with pytest.raises(ValueError, match=r"drop_path_rate must be in \[0, 1\), got 1.0"):
+        MobileNetV2(drop_path_rate=1.0)
+
+
+def test_drop_path_rises_linearly_and_drops_only_in_training():
+    from cvtasks.layers import DropPath, MBConv
+
+    torch.manual_seed(0)
+    dropping = MobileNetV2(width_mult=0.35, drop_path_rate=0.5)
+    blocks = [m for m in dropping.modules() if isinstance(m, MBConv)]
+    rates = [b.drop_path.p for b in blocks]
+    assert rates == pytest.approx([0.5 * i / 17 for i in range(17)])
+    assert all(isinstance(b.drop_path, DropPath) for b in blocks)
+    plain = MobileNetV2(width_mult=0.35)
+    plain.load_state_dict(dropping.state_dict())  # drop path holds no parameters
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(
+            dropping.eval().forward_features(x)[-1], plain.eval().forward_features(x)[-1]
+        )
+        dropping.train(), plain.train()
+        for module in [*dropping.modules(), *plain.modules()]:  # only drop path stays random
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        reference = plain.forward_features(x)[-1]
+        torch.manual_seed(1)
+        dropped = dropping.forward_features(x)[-1]
+    assert not torch.allclose(dropped, reference)
 
 
 def test_fullgraph_compile_capture():
