@@ -10,6 +10,7 @@ names, else carved out of train as ``image_folder`` carves, seeded) and serves
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,9 +134,9 @@ class MultilabelDataModule(VisionDataModule):
     def prepare_root(self) -> None:
         """Make the files exist before they are read; a no-op here, built-in datasets write them."""
 
+    @abstractmethod
     def read_rows(self) -> list[LabelledImage]:
         """Every image of the source with its label names; subclasses read their format."""
-        raise NotImplementedError(f"{type(self).__name__} must implement read_rows()")
 
     @property
     def splits(self) -> dict[str, list[LabelledImage]]:

@@ -191,6 +191,9 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
         self.test_metrics = metrics.clone(prefix="test/")
         #: extra test-time results (e.g. a confusion matrix) written into metrics.json by train.
         self.test_reports: dict[str, Any] = {}
+        #: the named terms of a composite loss, set by ``compute_loss`` for the step to log as
+        #: ``<split>/<name>`` (e.g. ``loss_cls`` and ``loss_box``); ``None``: a single loss.
+        self.loss_terms: dict[str, torch.Tensor] | None = None
         self._configured = False
 
     # -- what a task supplies ------------------------------------------------------------------
@@ -329,6 +332,9 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
             batch_size=images.shape[0],
         )
         self.log_dict(metrics[split], on_step=False, on_epoch=True, prog_bar=split == "val")
+        terms, self.loss_terms = self.loss_terms, None
+        if terms:
+            self.log_loss_terms(split, terms, batch_size=images.shape[0])
         self.after_step(outputs, batch, split)
         return loss
 

@@ -96,7 +96,6 @@ class DetectionTask(TaskModule):
         self.criterion = DetectionLoss(**dict(loss or {}))
         self.val_map = CocoMeanAveragePrecision()
         self.test_map = CocoMeanAveragePrecision()
-        self._loss_parts: Any = None
 
     # -- metrics: mAP is computed once per epoch from every image's detections -----------------
     def make_metrics(self) -> MetricCollection:
@@ -155,19 +154,8 @@ class DetectionTask(TaskModule):
             stride=self.head.stride,
         )
         parts = self.criterion(outputs, targets, self.head.stride)
-        self._loss_parts = parts
+        self.loss_terms = {"loss_heatmap": parts.heatmap, "loss_box": parts.box}
         return parts.total
-
-    def after_step(self, outputs: Any, batch: dict[str, Any], split: str) -> None:
-        """Log the two loss terms (``<split>/loss_heatmap``, ``<split>/loss_box``)."""
-        parts, self._loss_parts = self._loss_parts, None
-        if parts is None:
-            return
-        self.log_loss_terms(
-            split,
-            {"loss_heatmap": parts.heatmap, "loss_box": parts.box},
-            batch_size=batch["image"].shape[0],
-        )
 
     # -- decoding and predictions --------------------------------------------------------------
     def decode_padded(

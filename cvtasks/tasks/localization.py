@@ -15,7 +15,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from cvtasks.losses.localization import LocalizationLoss, LocalizationLossParts
+from cvtasks.losses.localization import LocalizationLoss
 from cvtasks.metrics.localization import LocalizationAccuracy, MeanBoxIoU
 from cvtasks.ops.boxes import cxcywh_to_xyxy
 from cvtasks.registry import TASKS
@@ -72,7 +72,6 @@ class LocalizationTask(TaskModule):
         self.criterion = LocalizationLoss(**dict(loss or {}))
         #: name of each predicted label: index 0 is *nothing*, 1..C the object classes.
         self.label_names = [NOTHING, *names]
-        self._loss_parts: LocalizationLossParts | None = None
 
     def make_metrics(self) -> MetricCollection:
         """``acc`` over C + 1 classes, ``miou`` over object images, ``loc_acc``."""
@@ -87,7 +86,7 @@ class LocalizationTask(TaskModule):
     def compute_loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Seed 001's CE + gamma * 1[object] * box loss against ``label`` and ``box``."""
         parts = self.criterion(outputs["logits"], outputs["box"], batch["label"], batch["box"])
-        self._loss_parts = parts
+        self.loss_terms = {"loss_cls": parts.classification, "loss_box": parts.box}
         return parts.total
 
     def update_metrics(
@@ -100,17 +99,6 @@ class LocalizationTask(TaskModule):
             pred_box=outputs["box"].detach().float(),
             target_box=batch["box"],
             label=batch["label"],
-        )
-
-    def after_step(self, outputs: Any, batch: dict[str, Any], split: str) -> None:
-        """Log the two loss terms (``<split>/loss_cls``, ``<split>/loss_box``)."""
-        parts, self._loss_parts = self._loss_parts, None
-        if parts is None:
-            return
-        self.log_loss_terms(
-            split,
-            {"loss_cls": parts.classification, "loss_box": parts.box},
-            batch_size=batch["label"].shape[0],
         )
 
     def predict_outputs(
