@@ -20,7 +20,7 @@ import torch
 
 from cvtasks.metrics import CocoMeanAveragePrecision
 
-from results import command_line, environment, write_section
+from results import report_cpu
 
 
 def scene(images: int, seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -88,10 +88,7 @@ def main() -> None:
         f"{base_s / ours_s:.2f}x |",
         f"| pycocotools (baseline) | {base_s:.3f} | {float(base['map']):.4f} | 1.00x |",
     ]
-    print(settings + "\n" + "\n".join(rows))
-    if args.results:
-        env = environment(torch.device("cpu"))
-        write_section(args.results, env, settings, "\n".join(rows), command_line(sys.argv))
+    report_cpu(args.results, settings, rows, sys.argv)
 
 
 if __name__ == "__main__":

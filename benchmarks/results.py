@@ -77,3 +77,11 @@ def report(args: Any, env: dict[str, Any], settings: str, text: str, rows: list[
         write_json(args.json, {"environment": env, "settings": vars(args), "rows": rows})
     if args.results:
         write_section(args.results, env, settings, text, command_line(sys.argv))
+
+
+def report_cpu(title: str | None, settings: str, rows: list[str], argv: list[str]) -> None:
+    """Print a CPU benchmark's settings and table; with ``title``, write them into RESULTS.md."""
+    print(settings + "\n" + "\n".join(rows))
+    if title:
+        env = environment(torch.device("cpu"))
+        write_section(title, env, settings, "\n".join(rows), command_line(argv))

@@ -1,5 +1,5 @@
 """``python -m cvtasks <command>``: ``train`` (same as train.py), ``predict``, ``evaluate``,
-``export``, ``features``, ``tune``, ``list`` or ``summary``."""
+``export``, ``features``, ``tune``, ``data``, ``list`` or ``summary``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 
 #: commands that compose a Hydra config (key=value arguments), and their cvtasks.cli module.
 HYDRA_COMMANDS = {name: name for name in ("train", "predict", "evaluate", "export", "features")}
+#: ``data <sub-command>``: its cvtasks.cli module, whose ``main(args)`` returns the exit code
+DATA_COMMANDS = {"convert": "data_convert", "check": "data_check"}
 
 USAGE = """usage: python -m cvtasks <command> [args]
 
@@ -20,6 +22,10 @@ commands:
                                       a layer's channel activations and top input patches
   tune lr key=value ... [tune.num_training=N tune.min_lr=X tune.max_lr=Y tune.output=DIR]
                                       learning-rate finder: suggestion, override, lr_find.png
+  data convert data=NAME [data.root=...] output=DIR [shard_size=64MB|N]
+                                      a dataset's splits as LitData shards (data=shards)
+  data check data=NAME [data.root=...] [format=json]
+                                      counts, unreadable files, annotation errors, duplicates
   list backbones|necks|heads|tasks|datasets|plugins [PATTERN] [plugins=[FILE.py,...]]
   summary BACKBONE [INPUT_SIZE]       per-layer output shapes and parameters
 """
@@ -41,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         from cvtasks.cli.tune import main as tune_main
 
         return tune_main(rest)
+    if command == "data" and rest and rest[0] in DATA_COMMANDS:
+        module = importlib.import_module(f"cvtasks.cli.{DATA_COMMANDS[rest[0]]}")
+        return int(module.main(rest[1:]))
     if command == "list" and rest:
         from cvtasks.cli.listing import list_command
 

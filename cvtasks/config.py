@@ -115,12 +115,16 @@ def native_input_size(backbone: str | None, multiple: int = 1) -> int | list[int
 
 def compose_train(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides`` as ``python train.py`` would, outside a
-    Hydra run (resume look-ups, benchmarks, tests)."""
+    Hydra run (resume look-ups, benchmarks, tests), its ``auto`` input settings resolved
+    (:func:`cvtasks.auto_inputs.resolve_inputs`)."""
     from hydra import compose, initialize_config_dir
+
+    from cvtasks.auto_inputs import resolve_inputs
 
     setup_hydra(overrides)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
+    return resolve_inputs(cfg)
 
 
 def config_dirs() -> list[Path]:

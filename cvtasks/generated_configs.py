@@ -12,7 +12,8 @@ backbone (in cvtasks or in a plugin) needs no yaml:
 ``num_classes`` is left out (a task's backbone is a feature extractor; the task builds its head).
 The contract keywords ``in_chans``, ``drop_rate`` and ``pretrained`` are always present, so
 ``backbone.drop_rate=0.1`` needs no ``+``; where the signature gives no default, ``null`` stands for
-the builder's own (the registry drops ``None`` keywords). Defaults that are no config value
+the builder's own (the registry drops ``None`` keywords). ``in_chans`` is ``auto``: the run sets
+it from the data (:mod:`cvtasks.auto_inputs`). Defaults that are no config value
 (a class such as ``nn.ReLU``) are left out.
 """
 
@@ -30,6 +31,8 @@ GENERATED_GROUPS: dict[str, Registry] = {"backbone": BACKBONES}
 #: keywords every backbone takes (docs/architecture.md, "Backbone"), with the value used when the
 #: builder's signature does not show one (``None``: the builder's default)
 CONTRACT_DEFAULTS: dict[str, Any] = {"in_chans": 3, "drop_rate": None, "pretrained": None}
+#: contract keywords whose config value is always this, whatever the builder's default
+CONFIG_VALUES: dict[str, Any] = {"in_chans": "auto"}  # the data's channels
 
 #: keywords the task sets, never the backbone config
 TASK_SET = frozenset({"num_classes"})
@@ -49,6 +52,7 @@ def generated_config(builder: Callable[..., Any], name: str) -> dict[str, Any]:
     """
     defaults = builder_defaults(builder)
     contract = {key: defaults.pop(key, value) for key, value in CONTRACT_DEFAULTS.items()}
+    contract.update(CONFIG_VALUES)
     return {"name": name, **contract, **defaults}
 
 

@@ -136,6 +136,29 @@ def check_image_size(cfg: DictConfig) -> str | None:
     )
 
 
+def check_channels(cfg: DictConfig) -> str | None:
+    """The backbone's input channels against what the data pipeline gives (one per mean value).
+
+    Images are read as RGB; a one-value ``data.mean``/``data.std`` makes the pipeline convert
+    them to gray. Any other ``backbone.in_chans`` has no images to feed it.
+    """
+    in_chans, mean = _get(cfg, "backbone.in_chans"), _get(cfg, "data.mean")
+    if not _int(in_chans) or not isinstance(mean, (ListConfig, list, tuple)):
+        return None  # auto (resolved before the build), or nothing to compare
+    if in_chans not in (1, 3):
+        return (
+            f"backbone.in_chans={in_chans}: images give 3 channels (RGB) or 1 (gray); use "
+            "backbone.in_chans=auto, 1 or 3"
+        )
+    if len(mean) != in_chans:
+        values = "one value, e.g. [0.5]" if in_chans == 1 else "three values, e.g. [0.5,0.5,0.5]"
+        return (
+            f"data.mean={list(mean)} has {len(mean)} value(s) but backbone.in_chans={in_chans}: "
+            f"give data.mean and data.std {values}, or set them to auto"
+        )
+    return None
+
+
 def missing_values(cfg: DictConfig) -> list[str]:
     """One problem line per required value the config leaves unset (``???``).
 
@@ -176,6 +199,9 @@ def validate_config(cfg: DictConfig, check_backbone: bool = True) -> None:
         value = _get(cfg, key)
         if value is not None and not test(value):
             problems.append(f"{key}={value!r}: must be {allowed}")
+    channel_problem = check_channels(cfg)
+    if channel_problem:
+        problems.append(channel_problem)
     if check_backbone and not problems:
         size_problem = check_image_size(cfg)
         if size_problem:

@@ -1,5 +1,6 @@
 """Every option of every config group composes, and bad group choices fail helpfully."""
 
+import json
 import logging
 
 import pytest
@@ -15,7 +16,6 @@ REQUIRED = {
     "data=coco_boxes": ["data.root=/x", "data.annotations=a.json"],
     "data=coco_multilabel": ["data.root=/x", "data.annotations=a.json"],
     "data=multilabel_csv": ["data.root=/x", "data.csv=a.csv"],
-    "task=multilabel": ["data.root=/x", "data.csv=a.csv"],  # its data: multilabel_csv
     **{
         f"data={name}": ["data.root=/x"]
         for name in (
@@ -45,8 +45,13 @@ def test_train_yaml_lists_every_group_and_top_level_key(compose_train):
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_group_option_composes(compose_train, group, option):
+def test_every_group_option_composes(compose_train, group, option, tmp_path):
     overrides = [f"{group}={option}", *REQUIRED.get(f"{group}={option}", ())]
+    if f"{group}={option}" == "data=shards":  # `source` values come from the shards' index
+        index = {"version": 1, "codec": "label", "splits": {"train": 1}, "class_names": ["a"]}
+        source = {"image_size": 32, "batch_size": 8, "mean": [0.5] * 3, "std": [0.5] * 3}
+        (tmp_path / "cvtasks_shards.json").write_text(json.dumps({**index, "source": source}))
+        overrides.append(f"data.root={tmp_path}")
     if group == "hparams_search" and option == "optuna":  # the `sweep` extra
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cfg = compose_train(*overrides)
@@ -275,7 +280,7 @@ def test_a_plugin_backbone_declares_its_input_size(compose_train, tmp_path):
     assert cfg.data.image_size == 48
 
 
-def test_small_grayscale_images_train_at_lenets_32x32(compose_train, tmp_path):
+def test_small_grayscale_images_train_a_one_channel_lenet_at_32x32(compose_train, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -290,13 +295,18 @@ def test_small_grayscale_images_train_at_lenets_32x32(compose_train, tmp_path):
     cfg = compose_train(
         "data=image_folder", f"data.root={tmp_path}", "data.num_workers=0", "data.batch_size=4"
     )
+    # in_chans follows the data; ImageNet's normalization averaged for the one channel
+    assert cfg.backbone.in_chans == 1
+    assert list(cfg.data.mean) == [pytest.approx(0.449)]
+    assert list(cfg.data.std) == [pytest.approx(0.226)]
     datamodule = build_datamodule(cfg)
-    assert next(iter(datamodule.train_dataloader()))["image"].shape == (4, 3, 32, 32)
-    assert next(iter(datamodule.val_dataloader()))["image"].shape[1:] == (3, 32, 32)
+    batch = next(iter(datamodule.train_dataloader()))["image"]
+    assert batch.shape == (4, 1, 32, 32)
+    assert next(iter(datamodule.val_dataloader()))["image"].shape[1:] == (1, 32, 32)
 
 
-def test_a_data_config_without_a_backbone_resolves(compose_train):
-    # `evaluate` composes data alone; its image size is then replaced by the checkpoint's
+def test_a_data_config_without_a_backbone_composes(compose_train):
+    # `evaluate` composes data alone; its auto size is then replaced by the checkpoint's
     from hydra import compose, initialize_config_dir
 
     from cvtasks.config import setup_hydra
@@ -305,7 +315,7 @@ def test_a_data_config_without_a_backbone_resolves(compose_train):
     overrides = ["ckpt=model.ckpt", "data=image_folder", "data.root=/x"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("evaluate", overrides=overrides)
-    assert "backbone" not in cfg and cfg.data.image_size == 224
+    assert "backbone" not in cfg and cfg.data.image_size == "auto"
 
 
 def test_an_unknown_backbone_is_reported_when_built_not_by_the_data_size(compose_train):

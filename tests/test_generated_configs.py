@@ -81,9 +81,10 @@ def test_a_forwarding_function_gives_its_classes_keywords_less_the_variants_own(
 
 
 def test_the_generated_config_leads_with_the_name_and_the_contract_keywords():
+    # in_chans: auto, the data's channels (resolved when a run composes its config)
     assert generated_config(explicit, "explicit") == {
         "name": "explicit",
-        "in_chans": 3,
+        "in_chans": "auto",
         "drop_rate": None,
         "pretrained": None,
         "width": 4,
@@ -93,7 +94,7 @@ def test_the_generated_config_leads_with_the_name_and_the_contract_keywords():
     # nothing to read: the contract keywords, None standing for the builder's own default
     assert generated_config(opaque, "opaque") == {
         "name": "opaque",
-        "in_chans": 3,
+        "in_chans": "auto",
         "drop_rate": None,
         "pretrained": None,
     }
@@ -172,7 +173,7 @@ def test_a_plugin_on_the_command_line_gets_its_config_before_composing(
     backbone = compose_train(*overrides).backbone
     assert OmegaConf.to_container(backbone) == {
         "name": "gen_net",
-        "in_chans": 1,
+        "in_chans": 3,  # auto, whatever the builder's default: the built-in digits are RGB
         "drop_rate": 0.0,
         "pretrained": None,
         "pool": "max",

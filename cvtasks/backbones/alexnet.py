@@ -201,8 +201,8 @@ def _alexnet_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
     """Rename torchvision's keys onto ours; our own layout passes through.
 
     A conv1 weight made for another ``in_chans`` is left to
-    :func:`~cvtasks.backbones.weights.load_pretrained`, which keeps the model's fresh one with a
-    warning.
+    :func:`~cvtasks.backbones.weights.load_pretrained`, which adapts it to the model's input
+    channels as timm does, with a warning.
     """
     if "features.0.weight" in state:
         state = rename_modules(state, _TORCHVISION_NAMES)

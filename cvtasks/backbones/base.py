@@ -158,8 +158,8 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     classifier_modules: tuple[str, ...] = ("fc",)
     #: the resolution the architecture is defined for (listings count FLOPs at it).
     default_input_size: int = 224
-    #: state-dict key of the first convolution's weight: a checkpoint made for other input
-    #: channels leaves it freshly initialised (see :mod:`cvtasks.backbones.weights`).
+    #: state-dict key of the first convolution's weight: a checkpoint's made for other input
+    #: channels is adapted to ``in_chans`` as timm does (see :mod:`cvtasks.backbones.weights`).
     stem_weight: str | None = None
     variant: str = ""
 

@@ -238,8 +238,8 @@ def _efficientnet_checkpoint_filter(state: StateDict, model: nn.Module) -> State
     torchvision holds the stem, the seven stages and the head conv in ``features.0`` to
     ``features.8`` (each conv an ``nn.Sequential`` of conv ``0`` and norm ``1``) and the linear
     layer in ``classifier.1``. A stem weight made for other input channels is left to
-    :func:`~cvtasks.backbones.weights.load_pretrained`, which keeps the model's fresh one with a
-    warning.
+    :func:`~cvtasks.backbones.weights.load_pretrained`, which adapts it to the model's input
+    channels as timm does, with a warning.
     """
     if "features.0.0.weight" in state:
         last = len(model.blocks) + 1

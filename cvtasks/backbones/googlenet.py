@@ -36,8 +36,14 @@ layer = 22 deep. The channel table is Table 1 of Szegedy et al. 2014, the paper 
 Decisions:
 
 * **Real 5x5 convolutions** on the third path, as the seed says (Fig 6.13). torchvision's
-  GoogLeNet uses 3x3 there (its issue #906), so torchvision checkpoints do not fit and are refused
-  with that explanation; ``pretrained`` loads cvtasks' own checkpoints of this network.
+  GoogLeNet uses 3x3 there (its issue #906) and otherwise has our tensors, names and shapes.
+  ``pretrained=torchvision`` takes all of its weights: each 3x3 kernel zero-padded to 5x5 (a 3x3
+  convolution with padding 1 is a 5x5 one with padding 2 whose kernel is the 3x3 one ringed with
+  zeros), and every BatchNorm running variance raised by ``1e-3 - eps`` (torchvision normalizes
+  with eps 1e-3). In eval mode the network then computes torchvision's pretrained function on
+  inputs normalized with mean 0.5 and std 0.5 (what torchvision's ``transform_input`` feeds its
+  network; ``model.pretrained_cfg`` says so); training goes on with real 5x5 kernels from there.
+  ``pretrained`` also loads cvtasks' own checkpoints of this network unchanged.
 * **BatchNorm after every convolution** (:class:`cvtasks.layers.ConvNormAct`, torchvision's layout).
   The 2014 network had none: it relied on local response normalization in the stem and on the
   intermediate losses to get gradients into the early layers. With BN (the "batch normalization
@@ -63,6 +69,7 @@ inception4e (832, 16), inception5b (1024, 32).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -70,7 +77,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvtasks.backbones.base import Backbone
-from cvtasks.backbones.named_weights import is_torchvision_name
 from cvtasks.backbones.weights import StateDict, build_with_weights
 from cvtasks.layers import ConvNormAct, Inception, check_head_args
 from cvtasks.layers.norm import NormLayer
@@ -89,6 +95,8 @@ INCEPTION_CFG: dict[str, tuple[int, int, int, int, int, int, int]] = {
     "inception5b": (832, 384, 192, 384, 48, 128, 128),
 }
 AUX_INPUTS = {"aux1": 512, "aux2": 528}  # inception4a and inception4d outputs
+
+log = logging.getLogger(__name__)
 
 
 class InceptionAux(nn.Module):
@@ -289,19 +297,38 @@ class GoogLeNet(Backbone):
         return self._forward(x, with_aux=True)
 
 
-_TORCHVISION_MISFIT = (
-    "on the inception modules' third path, as torchvision's GoogLeNet does (its issue #906); "
-    "cvtasks' googlenet follows the seed (seed 001 Fig 6.13) with real 5x5 "
-    "convolutions there, so torchvision weights do not fit. Use torchvision.models.googlenet for "
-    "them, or train this network."
-)
+#: torchvision's BasicConv2d normalizes with this epsilon; ours is the norm layer's own.
+TORCHVISION_BN_EPS = 1e-3
 
 
-def _refuse_torchvision_googlenet(state: StateDict, model: nn.Module) -> StateDict:
-    """Pass our own checkpoints through; explain why a torchvision GoogLeNet one cannot load."""
+def _torchvision_googlenet_filter(state: StateDict, model: nn.Module) -> StateDict:
+    """Take torchvision's GoogLeNet weights into ours; our own checkpoints pass through unchanged.
+
+    torchvision's layout is told by its 3x3 kernels on the inception modules' third path. Each
+    is zero-padded to our 5x5 (same function at padding 2 instead of 1), and each BatchNorm
+    running variance gets ``1e-3 - eps`` added, so that ``var + eps`` and with it eval-mode
+    normalization are torchvision's.
+    """
     third_path = state.get("inception3a.branch3.1.conv.weight")
-    if third_path is not None and third_path.shape[-2:] == (3, 3):
-        raise ValueError(f"this checkpoint has 3x3 convolutions {_TORCHVISION_MISFIT}")
+    if third_path is None or third_path.shape[-2:] != (3, 3):
+        return state
+    state = dict(state)
+    for name in INCEPTION_CFG:
+        key = f"{name}.branch3.1.conv.weight"
+        if key in state and state[key].shape[-2:] == (3, 3):
+            state[key] = F.pad(state[key], (1, 1, 1, 1))
+    eps = {
+        f"{n}.running_var": m.eps for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)
+    }
+    for key in eps.keys() & state.keys():
+        state[key] = state[key] + (TORCHVISION_BN_EPS - eps[key])
+    log.info(
+        "googlenet: torchvision's weights: the nine 5x5 convolutions start as its 3x3 kernels "
+        "padded with zeros, and are trained as 5x5 from there; each BatchNorm running variance is "
+        "raised by torchvision's eps %g minus ours, so in eval mode the network computes "
+        "torchvision's function on inputs normalized with mean 0.5 and std 0.5",
+        TORCHVISION_BN_EPS,
+    )
     return state
 
 
@@ -309,17 +336,11 @@ def _refuse_torchvision_googlenet(state: StateDict, model: nn.Module) -> StateDi
 def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet: stem, nine inception modules with 5x5 paths, 1024 features (seed 001).
 
-    ``pretrained`` is a local weights file of this network in cvtasks' layout (torchvision's
-    GoogLeNet has 3x3 convolutions on the third path and does not fit). A checkpoint made for
-    other ``in_chans`` loads all but the stem convolution.
+    ``pretrained`` is a local weights file of this network, in cvtasks' layout or torchvision's,
+    or ``torchvision`` for torchvision's ImageNet weights (3x3 kernels zero-padded to 5x5, inputs
+    normalized with mean 0.5 and std 0.5: see the module docstring). A checkpoint made for other
+    ``in_chans`` has its stem convolution adapted to them.
     """
-    if is_torchvision_name(kwargs.get("pretrained")):  # refused before a 50 MB download
-        raise ValueError(
-            f"backbone.pretrained={kwargs['pretrained']}: these weights have 3x3 "
-            f"convolutions {_TORCHVISION_MISFIT} Their other weights "
-            "fit (stem, 1x1 and 3x3 paths, pool projections); the nine 5x5 convolutions "
-            "have no counterpart."
-        )
     return build_with_weights(
-        GoogLeNet, "googlenet", key_map=_refuse_torchvision_googlenet, **kwargs
+        GoogLeNet, "googlenet", key_map=_torchvision_googlenet_filter, **kwargs
     )

@@ -32,6 +32,11 @@ TORCHVISION = "torchvision"
 MIRROR_ENV = "CVTASKS_TORCHVISION_URL"
 TIMEOUT_ENV = "CVTASKS_DOWNLOAD_TIMEOUT"
 DEFAULT_TIMEOUT_S = 10.0
+#: Weights whose network expects inputs scaled to [-1, 1]. torchvision builds it with
+#: ``transform_input=True``, a first step that turns ImageNet-normalized inputs into
+#: ``(x - 0.5) / 0.5``, so its table states ImageNet's mean and std. A network without that step
+#: (cvtasks' GoogLeNet) computes the same function on inputs normalized with 0.5 and 0.5.
+_UNIT_RANGE_INPUTS = ("GoogLeNet_Weights",)
 
 
 class WeightsDownloadError(ConnectionError):
@@ -97,9 +102,14 @@ def pretrained_cfg(weights: Any) -> dict[str, Any]:
 
     Returns:
         ``source``, ``weights`` (the entry's full name), ``url``, ``categories``, and from its
-        transform ``crop_size``, ``resize_size``, ``interpolation``, ``mean`` and ``std``.
+        transform ``crop_size``, ``resize_size``, ``interpolation``, ``mean`` and ``std``: the
+        normalization the network computes on, which for GoogLeNet's entry is
+        mean 0.5 and std 0.5 (torchvision's ``transform_input``, a step cvtasks' networks lack).
     """
     transform = weights.transforms()
+    mean, std = list(getattr(transform, "mean", [])), list(getattr(transform, "std", []))
+    if type(weights).__name__ in _UNIT_RANGE_INPUTS:
+        mean, std = [0.5] * len(mean), [0.5] * len(std)
     return {
         "source": TORCHVISION,
         "weights": f"{type(weights).__name__}.{weights.name}",
@@ -108,8 +118,8 @@ def pretrained_cfg(weights: Any) -> dict[str, Any]:
         "crop_size": list(getattr(transform, "crop_size", [])),
         "resize_size": list(getattr(transform, "resize_size", [])),
         "interpolation": str(getattr(transform, "interpolation", "")).rpartition(".")[2].lower(),
-        "mean": list(getattr(transform, "mean", [])),
-        "std": list(getattr(transform, "std", [])),
+        "mean": mean,
+        "std": std,
     }
 
 

@@ -28,9 +28,10 @@ Blocks per stage: 10 (1, 1, 1, 1), 18 (2, 2, 2, 2), 34 (3, 4, 6, 3) with :class:
 stages, as timm's ``feature_info`` does, so decoders get every scale from 1/2 to 1/32.
 
 Module names are torchvision's, which timm's ResNet shares, so both libraries' checkpoints load
-key for key; only the stem (``stem_weight``) is re-initialised when ``in_chans`` differs from
-the checkpoint's. ``drop_path_rate`` drops residual branches per sample (stochastic
-depth), rising linearly from 0 at the first block to the rate at the last, as in timm.
+key for key; when ``in_chans`` differs from the checkpoint's, the stem (``stem_weight``) is
+adapted as timm adapts it (summed for one channel, repeated and rescaled for more).
+``drop_path_rate`` drops residual branches per sample (stochastic depth), rising linearly from 0
+at the first block to the rate at the last, as in timm.
 
 Narrower and shallower networks for small images take timm's knobs, with the same meaning and
 the same state-dict keys: ``channels`` (the four stage widths), ``stem_width``, ``layers`` (blocks

@@ -192,8 +192,8 @@ def _vgg_checkpoint_filter(state: StateDict, model: nn.Module) -> StateDict:
     """Rename torchvision's keys onto ours; our own layout passes through.
 
     A first convolution made for another ``in_chans`` is left to
-    :func:`~cvtasks.backbones.weights.load_pretrained`, which keeps the model's fresh weight with a
-    warning.
+    :func:`~cvtasks.backbones.weights.load_pretrained`, which adapts it to the model's input
+    channels as timm does, with a warning.
     """
     if "features.0.weight" in state:
         # The checkpoint says whether it has norms, so that a plain checkpoint for a _bn model

@@ -104,10 +104,13 @@ def load_pretrained(
     their fresh initialisation. This is what fine-tuning needs:
     a checkpoint trained on 1000 classes initialises every stage of a 5-class model (or of a
     features-only model with ``num_classes=0``), and only the classifier, whose size depends on
-    ``num_classes``, starts anew. Likewise the stem: when the weight named by
-    ``model.stem_weight`` was made for another number of input channels (a 3-channel checkpoint
-    for an ``in_chans=1`` model), the model keeps its fresh stem weight and a warning says so.
-    Every other key must match by name and shape.
+    ``num_classes``, starts anew. The stem is adapted as timm adapts it: when the weight named
+    by ``model.stem_weight`` was made for another number of input channels (a 3-channel
+    checkpoint for an ``in_chans=1`` model), :func:`timm.models.adapt_input_conv` turns it into
+    one for the model's: summed over the input channels for ``in_chans=1`` (a gray image then
+    gives the logits its RGB copy gives), else the checkpoint's channels repeated in turn and
+    scaled by ``checkpoint channels / in_chans``; a warning says so. Every other key must match
+    by name and shape.
 
     Args:
         model: the backbone to fill, in place.
@@ -141,7 +144,7 @@ def load_pretrained(
         raise TypeError(f"key_map must be a mapping, a callable or None, got {type(key_map)}")
 
     own = model.state_dict()
-    state = _keep_fresh_stem(state, own, getattr(model, "stem_weight", None), path)
+    state = _adapt_stem(state, own, getattr(model, "stem_weight", None), path)
     heads = tuple(getattr(model, "classifier_modules", ()))
 
     def in_classifier(key: str) -> bool:
@@ -186,25 +189,34 @@ def load_pretrained(
     return LoadedKeys(missing, unexpected, skipped)
 
 
-def _keep_fresh_stem(
+def _adapt_stem(
     state: StateDict, own: StateDict, key: str | None, path: str | os.PathLike[str]
 ) -> StateDict:
-    """Keep the model's stem weight when the checkpoint's was made for other input channels."""
+    """Adapt the checkpoint's stem weight to the model's input channels, as timm does."""
     theirs = state.get(key) if key else None
-    if theirs is None or key not in own:
+    if theirs is None or key not in own or theirs.ndim != 4:
         return state
     mine = own[key]
-    if theirs.shape[1] == mine.shape[1] or theirs.shape[0] != mine.shape[0]:
-        return state
+    same_filters = theirs.shape[0] == mine.shape[0] and theirs.shape[2:] == mine.shape[2:]
+    if theirs.shape[1] == mine.shape[1] or not same_filters:
+        return state  # nothing to adapt, or another layer: the shape check reports it
+    from timm.models import adapt_input_conv  # ~1.5 s: paid only when a stem is adapted
+
+    # timm releases before base_chans know RGB checkpoints only, which need no base_chans
+    base = {} if theirs.shape[1] == 3 else {"base_chans": theirs.shape[1]}
+    adapted = adapt_input_conv(mine.shape[1], theirs, **base)
     log.warning(
-        "%s: pretrained %s has %d input channels, the model %d (in_chans): the stem keeps its "
-        "random initialisation; every other layer is loaded",
+        "%s: pretrained %s has %d input channels, the model %d (in_chans): the stem is adapted "
+        "from %d to %d channels as timm does (%s); every other layer is loaded as it is",
         os.fspath(path),
         key,
         theirs.shape[1],
         mine.shape[1],
+        theirs.shape[1],
+        mine.shape[1],
+        "summed over them" if mine.shape[1] == 1 else "repeated in turn and rescaled",
     )
-    return {**state, key: mine.detach().clone()}
+    return {**state, key: adapted}
 
 
 def _unwrap(state: dict[str, Any]) -> StateDict:

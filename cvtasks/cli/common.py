@@ -97,9 +97,22 @@ class TrainedModel:
         """Per-channel standard deviation used for normalization."""
         return [float(s) for s in self.data.get("std", (0.229, 0.224, 0.225))]
 
+    @property
+    def channels(self) -> int:
+        """Channels of the network input: 1 for a model trained on gray images, else 3."""
+        return len(self.mean)
+
     def transform(self) -> Callable[..., dict[str, Any]]:
-        """The evaluation pipeline of training: resize, normalize, to tensor."""
-        return build_pipeline(None, self.image_size, self.mean, self.std, train=False)
+        """The evaluation pipeline of training: resize (and crop), normalize, to tensor."""
+        return build_pipeline(
+            None,
+            self.image_size,
+            self.mean,
+            self.std,
+            train=False,
+            crop_pct=float(self.data.get("crop_pct", 1.0)),
+            interpolation=str(self.data.get("interpolation", "bilinear")),
+        )
 
     def preprocessing(self) -> dict[str, Any]:
         """What a deployed model needs besides its weights (stored beside exported models)."""
@@ -110,7 +123,14 @@ class TrainedModel:
             "image_size": list(self.image_size),
             "mean": self.mean,
             "std": self.std,
-            "input": "float32 [N, 3, H, W], RGB, (pixel / 255 - mean) / std",
+            "crop_pct": float(self.data.get("crop_pct", 1.0)),
+            "interpolation": str(self.data.get("interpolation", "bilinear")),
+            "input": (
+                "float32 [N, 3, H, W], RGB, (pixel / 255 - mean) / std"
+                if self.channels == 3
+                else "float32 [N, 1, H, W], gray (0.299 R + 0.587 G + 0.114 B), "
+                "(pixel / 255 - mean) / std"
+            ),
         }
         for key in ("class_names", "label_names", "keypoint_names", "skeleton", "distance"):
             if hasattr(task, key):

@@ -33,7 +33,9 @@ from cvtasks.registry import DATASETS
 log = logging.getLogger(__name__)
 
 #: data keys that describe the model's input: always the checkpoint's, whatever the data.
-MODEL_INPUT_KEYS = ("image_size", "mean", "std")
+MODEL_INPUT_KEYS = ("image_size", "mean", "std", "crop_pct", "interpolation")
+#: what a key the checkpoint lacks (an older run's) means, in place of a data config's `auto`
+INPUT_DEFAULTS = {"crop_pct": 1.0, "interpolation": "bilinear"}
 
 
 def data_config(model: TrainedModel, chosen: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +54,7 @@ def data_config(model: TrainedModel, chosen: dict[str, Any]) -> dict[str, Any]:
         )
     trained = model.data
     data.update({key: trained[key] for key in MODEL_INPUT_KEYS if key in trained})
+    data.update({k: v for k, v in INPUT_DEFAULTS.items() if data.get(k) == "auto"})
     return data
 
 

@@ -51,9 +51,10 @@ class ExportedNetwork(nn.Module):
     Args:
         task: the task module (its network already folded and in eval mode).
         image_size: ``(height, width)`` of the network input.
+        channels: its channels (3 for RGB, 1 for a model trained on gray images).
     """
 
-    def __init__(self, task: nn.Module, image_size: tuple[int, int]) -> None:
+    def __init__(self, task: nn.Module, image_size: tuple[int, int], channels: int = 3) -> None:
         super().__init__()
         # The network is the one submodule (its parameters are the graph's); the task module
         # only routes the call (segmentation's resize, the task's export_outputs) and stays
@@ -61,7 +62,8 @@ class ExportedNetwork(nn.Module):
         # properties.
         self.net = task.net
         self.__dict__["task"] = task
-        self.example = torch.rand(2, 3, *image_size)  # 2: torch.export treats 0 and 1 as fixed
+        # batch 2: torch.export treats sizes 0 and 1 as fixed
+        self.example = torch.rand(2, channels, *image_size)
         with torch.no_grad():
             self.output_names = list(task.export_outputs(task(self.example)))
 
@@ -75,7 +77,7 @@ def exportable(model: TrainedModel) -> ExportedNetwork:
     """The checkpoint's network, BatchNorm folded, in eval mode on the CPU, ready to export."""
     task = model.task
     task.net = optimize_network(task.net, torch.device("cpu"))
-    return ExportedNetwork(task.eval(), model.image_size).eval()
+    return ExportedNetwork(task.eval(), model.image_size, model.channels).eval()
 
 
 def operator_of(err: BaseException) -> str | None:

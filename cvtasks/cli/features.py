@@ -56,6 +56,8 @@ def load_network(cfg: DictConfig) -> tuple[nn.Module, Any, list[float], list[flo
         size = cfg.image_size or trained.image_size
         return trained.task.backbone.eval(), size, trained.mean, trained.std
     spec = OmegaConf.to_container(cfg.backbone, resolve=True)
+    if spec.get("in_chans") == "auto":  # the pictures are read as RGB, or gray with one mean
+        spec["in_chans"] = len(cfg.mean)
     net = BACKBONES.build(spec.pop("name"), **spec).eval()
     size = cfg.image_size or int(getattr(net, "default_input_size", 224))
     return net, size, list(cfg.mean), list(cfg.std)

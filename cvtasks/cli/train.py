@@ -25,6 +25,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cvtasks import __version__, plugins
+from cvtasks.auto_inputs import resolve_inputs
 from cvtasks.cli.build import build_datamodule, build_task, build_trainer
 from cvtasks.cli.common import ConfigInCheckpoint
 from cvtasks.cli.errors import SetupError, exit_with, one_line, unknown_key_error
@@ -39,6 +40,7 @@ from cvtasks.data.images import BadImageError
 from cvtasks.io import atomic_open, write_json
 from cvtasks.schema import validate_config
 from cvtasks.training.faults import REPORTED, is_out_of_memory, out_of_memory_message
+from cvtasks.training.launch import launch_overrides, rank_zero_outcome
 from cvtasks.training.resume import (
     check_resume_compatible,
     checkpoints_in,
@@ -79,6 +81,7 @@ def _train(cfg: DictConfig, run_dir: Path, sigterm: SigtermWatch, start: float) 
     sigterm.enter("the set-up of the run")
     with _setup_errors(cfg):
         plugins.load(list(cfg.get("plugins") or []))
+        resolve_inputs(cfg)  # `auto` sizes and channels become numbers the checkpoint keeps
         validate_config(cfg)
     with _claim_run_folder(cfg, run_dir) as ckpt_path:
         pl.seed_everything(cfg.seed, workers=True)
@@ -153,20 +156,22 @@ def _claim_run_folder(cfg: DictConfig, run_dir: Path) -> Iterator[str | None]:
     in a stable folder (a SLURM job's) must.
     """
     lock = RunFolderLock(run_dir) if rank_zero_only.rank == 0 else None
-    if lock is not None:
-        lock.acquire()
     try:
-        requested = cfg.get("ckpt_path")
-        ckpt_path = _resume_path(requested, run_dir)
-        if lock is not None:
-            for path in remove_stale_temps_in(run_dir):
-                log.info("removed %s, left by an interrupted write", path)
-            # ckpt_path=last with nothing to resume: the leftovers of an attempt killed before
-            # its first checkpoint are no result to keep, but a finished run's metrics are
-            if ckpt_path is None and (requested is None or (run_dir / "metrics.json").exists()):
-                check_new_run(run_dir, overwrite=bool(cfg.get("overwrite", False)))
-            elif requested is not None and ckpt_path is None:
-                log.info("ckpt_path=last: nothing to resume in %s, starting there", run_dir)
+        with rank_zero_outcome():  # torchrun: a refusal stops every node, not rank zero alone
+            if lock is not None:
+                lock.acquire()
+            requested = cfg.get("ckpt_path")
+            ckpt_path = _resume_path(requested, run_dir)
+            if lock is not None:
+                for path in remove_stale_temps_in(run_dir):
+                    log.info("removed %s, left by an interrupted write", path)
+                # ckpt_path=last with nothing to resume: the leftovers of an attempt killed
+                # before its first checkpoint are no result to keep, but a finished run's
+                # metrics are
+                if ckpt_path is None and (requested is None or (run_dir / "metrics.json").exists()):
+                    check_new_run(run_dir, overwrite=bool(cfg.get("overwrite", False)))
+                elif requested is not None and ckpt_path is None:
+                    log.info("ckpt_path=last: nothing to resume in %s, starting there", run_dir)
         yield ckpt_path
     finally:
         if lock is not None:
@@ -290,7 +295,7 @@ def resume_overrides(overrides: list[str]) -> list[str]:
 
 def main() -> None:
     """Console entry point: load the command line's plugins, check the group choices, resolve a
-    resume, then hand over to Hydra."""
+    resume, fit a torchrun/srun process into the run's one folder, then hand over to Hydra."""
     # from the first line: a plugin loaded here may take a while, and SIGTERM's default kills
     # the process without a word (train() watches again, with the run folder known)
     with SigtermWatch() as sigterm:
@@ -300,6 +305,8 @@ def main() -> None:
                 setup_hydra(sys.argv[1:])  # a plugin's backbone needs its config to compose
                 check_group_choices(sys.argv[1:])
                 sys.argv[1:] = resume_overrides(sys.argv[1:])
+                # torchrun/srun: one run folder for every process, Hydra's files from rank 0
+                sys.argv[1:] = launch_overrides(sys.argv[1:])
             except ConfigError as err:
                 print(f"error: {err}", file=sys.stderr)
                 raise SystemExit(2) from None

@@ -18,6 +18,7 @@ from cvtasks.data import (  # noqa: F401 -- imported to register their datasets
     image_folder,
     image_masks,
     multilabel_csv,
+    shards,
     voc_boxes,
     voc_detection,
     voc_segmentation,

@@ -1,17 +1,38 @@
 """The ``on_bad_annotation`` policy shared by every annotation reader (COCO, VOC, masks, pairs).
 
 ``"error"`` raises :class:`AnnotationError` naming the file and the field; ``"skip"`` drops the
-sample, counts it and warns once per file.
+sample, counts it and warns once per file. Inside :func:`collecting_issues` every skipped
+problem is also handed to the collector, so a data check lists each one (not only the count).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from cvtasks.data.datamodule import check_choice
 
 ON_BAD_ANNOTATION = ("error", "skip")
+
+_collector: ContextVar[list[str] | None] = ContextVar("annotation_collector", default=None)
+
+
+@contextmanager
+def collecting_issues() -> Iterator[list[str]]:
+    """Collect the message of every annotation problem skipped in the block (all readers).
+
+    Yields:
+        The list the messages are appended to, in the order the readers found them.
+    """
+    found: list[str] = []
+    token = _collector.set(found)
+    try:
+        yield found
+    finally:
+        _collector.reset(token)
 
 
 class AnnotationError(ValueError):
@@ -43,6 +64,9 @@ class AnnotationIssues:
                 f"{message} (set data.on_bad_annotation=skip to skip such {self.unit})"
             )
         self.messages.append(message)
+        collector = _collector.get()
+        if collector is not None:
+            collector.append(message)
 
     def warn(self, source: str | os.PathLike[str]) -> None:
         """Warn once, with the count and the first few problems, if anything was skipped."""

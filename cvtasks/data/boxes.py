@@ -151,6 +151,8 @@ class BoxDataModule(AnnotatedDataModule):
             test_fraction, split_seed, augment, ...); carving is stratified by label.
     """
 
+    target_kind = "box"
+
     def __init__(
         self,
         *,

@@ -205,6 +205,8 @@ class CocoKeypointsDataModule(VisionDataModule):
         **kwargs: :class:`VisionDataModule` options (batch_size, image_size, ...).
     """
 
+    target_kind = "keypoints"
+
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,

@@ -104,10 +104,16 @@ class VisionDataModule(pl.LightningDataModule):
         on_bad_image: ``"error"`` raises on an undecodable file; ``"skip"`` warns, drops it from
             its batch and counts it in ``batch["skipped"]``.
         cache_images: keep decoded images in memory after their first read (per process).
+        crop_pct: evaluation resizes to ``image_size / crop_pct`` and crops the centre (the
+            pretrained entries' transform); 1: a plain resize.
+        interpolation: how images are resized (``bilinear``, ``bicubic``, ...).
     """
 
     #: batch keys collated as lists (one tensor per sample) because their lengths differ.
     list_keys: tuple[str, ...] = ()
+    #: the annotation the samples carry, matched against the task's ``target_kind`` (see
+    #: :class:`~cvtasks.tasks.base.TaskModule`); ``None``: not declared, not checked.
+    target_kind: str | None = None
 
     def __init__(
         self,
@@ -123,6 +129,8 @@ class VisionDataModule(pl.LightningDataModule):
         augment: str | Sequence[dict[str, Any]] | None = None,
         on_bad_image: str = "error",
         cache_images: bool = False,
+        crop_pct: float = 1.0,
+        interpolation: str = "bilinear",
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -150,10 +158,26 @@ class VisionDataModule(pl.LightningDataModule):
         # Built here, not in setup, so that a bad augmentation fails when the config is read.
         # Albumentations ignores global seeds: seed it from torch's (set by the run's `seed`) so
         # runs repeat; DataLoader workers reseed their copy in `seed_worker`.
+        self.crop_pct = crop_pct
+        self.interpolation = interpolation
         self.train_transform = build_pipeline(
-            augment, image_size, mean, std, train=True, seed=torch.initial_seed() % 2**32
+            augment,
+            image_size,
+            mean,
+            std,
+            train=True,
+            interpolation=interpolation,
+            seed=torch.initial_seed() % 2**32,
         )
-        self.eval_transform = build_pipeline(augment, image_size, mean, std, train=False)
+        self.eval_transform = build_pipeline(
+            augment,
+            image_size,
+            mean,
+            std,
+            train=False,
+            crop_pct=crop_pct,
+            interpolation=interpolation,
+        )
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
@@ -197,7 +221,7 @@ class VisionDataModule(pl.LightningDataModule):
         """
         height, width = self.image_size
         return {
-            "image": torch.empty(0, 3, height, width, dtype=torch.float32),
+            "image": torch.empty(0, len(self.mean), height, width, dtype=torch.float32),
             "label": torch.empty(0, dtype=torch.int64),
         }
 
@@ -225,18 +249,20 @@ class VisionDataModule(pl.LightningDataModule):
             )
         # resumable mid-epoch, shuffled from (seed, epoch), evaluated exactly once under DDP
         return resumable_loader(
-            dataset,
-            shuffle=shuffle,
-            trainer=self.trainer,
-            batch_size=self.batch_size,
-            drop_last=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            prefetch_factor=self.prefetch_factor,
-            collate_fn=DropBadSamples(self.empty_batch(), self.list_keys),
-            worker_init_fn=seed_worker if self.num_workers else None,
+            dataset, shuffle=shuffle, trainer=self.trainer, drop_last=False, **self.loader_options()
         )
+
+    def loader_options(self) -> dict[str, Any]:
+        """The ``DataLoader`` keywords every loader of this data module shares."""
+        return {
+            "batch_size": self.batch_size,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+            "prefetch_factor": self.prefetch_factor,
+            "collate_fn": DropBadSamples(self.empty_batch(), self.list_keys),
+            "worker_init_fn": seed_worker if self.num_workers else None,
+        }
 
 
 def seed_worker(worker_id: int) -> None:
@@ -247,6 +273,10 @@ def seed_worker(worker_id: int) -> None:
     """
     pl_worker_init_function(worker_id)
     info = get_worker_info()
-    transform = getattr(info.dataset, "transform", None) if info else None
-    if info is not None and hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(info.seed % 2**32)
+    if info is None:
+        return
+    transforms = getattr(info.dataset, "transform", None)
+    # a streaming dataset keeps a list of callables (see cvtasks.data.shards)
+    for transform in transforms if isinstance(transforms, list) else [transforms]:
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(info.seed % 2**32)

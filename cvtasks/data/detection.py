@@ -128,6 +128,7 @@ class DetectionDataModule(AnnotatedDataModule):
             test_fraction, split_seed, augment, image_size, ...).
     """
 
+    target_kind = "objects"
     list_keys = DETECTION_KEYS
 
     def __init__(

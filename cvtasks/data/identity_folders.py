@@ -172,6 +172,8 @@ class IdentityFoldersDataModule(VisionDataModule):
         **kwargs: :class:`VisionDataModule` options; ``batch_size`` sizes the pair batches.
     """
 
+    target_kind = "identity"
+
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,

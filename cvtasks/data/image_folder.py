@@ -111,6 +111,8 @@ class ImageFolderDataModule(VisionDataModule):
         **kwargs: :class:`VisionDataModule` options (batch_size, image_size, augment, ...).
     """
 
+    target_kind = "class"
+
     def __init__(
         self,
         root: str | os.PathLike[str],

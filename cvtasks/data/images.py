@@ -25,6 +25,7 @@ Only regular files are opened: a FIFO, socket or device node with an image name 
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -230,6 +231,49 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise
     except _DECODE_ERRORS as err:
         raise BadImageError(path, f"{type(err).__name__}: {err}") from err
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """:func:`read_image` for the bytes of an image file (an archive's member, a shard's field).
+
+    Args:
+        data: the file's bytes, any format Pillow reads.
+        name: what messages call it (the original path).
+
+    Raises:
+        BadImageError: the bytes are not a decodable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return to_rgb(apply_orientation(image), name)
+    except BadImageError:
+        raise
+    except _DECODE_ERRORS as err:
+        raise BadImageError(name, f"{type(err).__name__}: {err}") from err
+
+
+def decode_indices(data: bytes, name: str) -> np.ndarray:
+    """The values of a single-channel PNG's bytes (a mask of class indices), as stored.
+
+    Raises:
+        BadImageError: the bytes are not a decodable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.array(image, dtype=np.uint8)
+    except _DECODE_ERRORS as err:
+        raise BadImageError(name, f"{type(err).__name__}: {err}") from err
+
+
+def image_mode(path: str | os.PathLike[str]) -> str:
+    """The Pillow mode of an image file, from its header (``"L"``, ``"RGB"``, ...).
+
+    Raises:
+        BadImageError: the file is missing, special or not an image.
+    """
+    with open_image(path) as image:
+        return image.mode
 
 
 def to_rgb(image: Image.Image, path: str | os.PathLike[str] = "<image>") -> np.ndarray:

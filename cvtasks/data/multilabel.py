@@ -108,6 +108,8 @@ class MultilabelDataModule(VisionDataModule):
         **kwargs: :class:`VisionDataModule` options.
     """
 
+    target_kind = "label_set"
+
     def __init__(
         self,
         val_fraction: float = 0.15,
@@ -169,7 +171,7 @@ class MultilabelDataModule(VisionDataModule):
         """An image batch of none, with ``labels: float[0, C]``."""
         height, width = self.image_size
         return {
-            "image": torch.empty(0, 3, height, width, dtype=torch.float32),
+            "image": torch.empty(0, len(self.mean), height, width, dtype=torch.float32),
             "labels": torch.empty(0, self.num_classes, dtype=torch.float32),
         }
 

@@ -37,6 +37,8 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
         **kwargs: :class:`VisionDataModule` options (batch_size, image_size, augment, ...).
     """
 
+    target_kind = "mask"
+
     def __init__(self, lossy_masks: str = "error", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_choice("data.lossy_masks", lossy_masks, LOSSY_MASKS)
@@ -97,7 +99,7 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
         """Zero-length image, mask and original-size tensors (all samples skipped)."""
         height, width = self.image_size
         return {
-            "image": torch.empty(0, 3, height, width, dtype=torch.float32),
+            "image": torch.empty(0, len(self.mean), height, width, dtype=torch.float32),
             "mask": torch.empty(0, height, width, dtype=torch.int64),
             "orig_size": torch.empty(0, 2, dtype=torch.int64),
         }

@@ -5,10 +5,12 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import albumentations as A
+import cv2
 from albumentations.pytorch import ToTensorV2
 
 from cvtasks.data.augment_presets import STRENGTHS, named_augment
@@ -38,6 +40,9 @@ def build_pipeline(
     mean: Sequence[float],
     std: Sequence[float],
     train: bool,
+    *,
+    crop_pct: float = 1.0,
+    interpolation: str = "bilinear",
     **compose_kwargs: Any,
 ) -> A.Compose:
     """Build the image pipeline for one split.
@@ -60,12 +65,17 @@ def build_pipeline(
         mean: per-channel mean of pixel values scaled to [0, 1].
         std: per-channel standard deviation, same scale.
         train: whether to include the augmentations.
+        crop_pct: evaluation only: below 1, resize to ``image_size / crop_pct`` and take the
+            central ``image_size`` (torchvision's and timm's evaluation transform: 0.875 is a
+            256 resize and a 224 crop); 1 resizes to ``image_size``.
+        interpolation: how ``Resize`` samples: one of :data:`INTERPOLATIONS`.
         **compose_kwargs: forwarded to ``A.Compose`` (``bbox_params``, ``keypoint_params``,
             ``additional_targets``, ...), so tasks with boxes, points or masks reuse this.
 
     Returns:
         A pipeline called as ``pipeline(image=uint8 HxWx3, ...)`` whose ``"image"`` is a
-        ``float32`` tensor ``[3, H, W]`` equal to ``(x / 255 - mean) / std``.
+        ``float32`` tensor ``[C, H, W]`` equal to ``(x / 255 - mean) / std``, ``C`` the length
+        of ``mean``: a one-value normalization makes the pipeline convert images to gray.
 
     Raises:
         ValueError: an unknown transform name (with close matches), a bad value or a bad size.
@@ -85,14 +95,55 @@ def build_pipeline(
         _build_one(spec, f"data.augment[{i}]", (height, width))
         for i, spec in enumerate(_plain(augment or []))
     ]
+    mean, std = _floats(mean, "data.mean"), _floats(std, "data.std")
+    if len(mean) not in (1, 3) or len(std) != len(mean):
+        raise ValueError(
+            f"data.mean and data.std need 1 value (grayscale) or 3 (RGB) each, alike; got "
+            f"{len(mean)} and {len(std)}"
+        )
+    gray = [A.ToGray(num_output_channels=1, p=1.0)] if len(mean) == 1 else []
     tail = [
-        A.Resize(height=height, width=width),
-        A.Normalize(
-            mean=_floats(mean, "data.mean"), std=_floats(std, "data.std"), max_pixel_value=255.0
-        ),
+        *_resize((height, width), 1.0 if train else crop_pct, interpolation),
+        *gray,
+        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ]
     return A.Compose([*(augmentations if train else []), *tail], **compose_kwargs)
+
+
+#: ``data.interpolation`` names and their OpenCV flags
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+def _resize(size: tuple[int, int], crop_pct: float, interpolation: str) -> list[A.BasicTransform]:
+    """``Resize`` to ``size``, or to ``size / crop_pct`` and a centre crop of ``size``."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"data.interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}"
+        )
+    if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)):
+        raise ValueError(f"data.crop_pct must be a number in (0, 1], got {crop_pct!r}")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"data.crop_pct must be in (0, 1], got {crop_pct!r}")
+    flag = INTERPOLATIONS[interpolation]
+    height, width = size
+    if crop_pct == 1.0:
+        return [A.Resize(height=height, width=width, interpolation=flag)]
+    # timm's eval transform: scale = floor(size / crop_pct), the shorter side for squares
+    # (the epsilon keeps torchvision's 240 / (240 / 255) at 255, not 254.99...)
+    scaled = (math.floor(height / crop_pct + 1e-6), math.floor(width / crop_pct + 1e-6))
+    resize: A.BasicTransform = (
+        A.SmallestMaxSize(max_size=scaled[0], interpolation=flag)
+        if height == width
+        else A.Resize(height=scaled[0], width=scaled[1], interpolation=flag)
+    )
+    return [resize, A.CenterCrop(height=height, width=width)]
 
 
 def pipeline_targets(compose_kwargs: Mapping[str, Any]) -> str:
@@ -215,8 +266,10 @@ def _floats(values: Sequence[float], key: str) -> tuple[float, ...]:
         result = tuple(float(v) for v in values)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{key} must be a list of numbers, got {values!r}") from err
-    if len(result) != 3:
-        raise ValueError(f"{key} must have 3 values (one per RGB channel), got {values!r}")
+    if len(result) not in (1, 3):
+        raise ValueError(
+            f"{key} must have 3 values (one per RGB channel) or 1 (grayscale), got {values!r}"
+        )
     if key == "data.std" and min(result) <= 0:
         raise ValueError(f"{key} must be positive, got {values!r}")
     return result

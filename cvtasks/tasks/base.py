@@ -5,7 +5,7 @@ config, logs per-split torchmetrics collections (synced across processes by torc
 the ``compile`` and ``channels_last`` switches, and routes ``predict_step`` to the task's
 per-image outputs. A task subclass supplies its head, loss, metrics and predict output, and
 declares beside itself what the commands show of it: ``view`` (records and pictures of
-``predict``), ``report`` (charts of ``evaluate``) and ``dense_output``.
+``predict``), ``report`` (charts of ``evaluate``), ``dense_output`` and ``target_kind``.
 """
 
 from __future__ import annotations
@@ -143,6 +143,10 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
     #: per-pixel outputs: the input size must then be divisible by the backbone's deepest
     #: reduction (checked when the config is validated).
     dense_output: ClassVar[bool] = False
+    #: the annotation the task learns from: ``"class"`` (one label per image), ``"label_set"``,
+    #: ``"box"``, ``"objects"``, ``"keypoints"``, ``"mask"`` or ``"identity"``. Data whose module
+    #: declares another ``target_kind`` is refused before it is prepared; ``None``: unchecked.
+    target_kind: ClassVar[str | None] = None
 
     def __init__(
         self,

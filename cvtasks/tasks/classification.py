@@ -48,6 +48,7 @@ class ClassificationTask(TaskModule):
     monitor_mode = "max"
     view = ClassificationView
     report = ClassificationReport
+    target_kind = "class"
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ class DetectionTask(TaskModule):
     monitor_mode = "max"
     view = DetectionView
     report = DetectionReport
+    target_kind = "objects"
     dense_output = True  # per-cell maps: the input must divide by the deepest reduction
 
     def __init__(

@@ -60,6 +60,7 @@ class LandmarksTask(TaskModule):
     monitor_mode = "min"
     view = LandmarksView
     report = LandmarksReport
+    target_kind = "keypoints"
 
     def __init__(
         self,

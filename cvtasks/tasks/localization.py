@@ -48,6 +48,7 @@ class LocalizationTask(TaskModule):
     monitor_mode = "max"
     view = LocalizationView
     report = LocalizationReport
+    target_kind = "box"
 
     def __init__(
         self,

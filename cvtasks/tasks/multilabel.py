@@ -39,6 +39,7 @@ class MultilabelTask(TaskModule):
     monitor_mode = "max"
     view = MultilabelView
     report = MultilabelReport
+    target_kind = "label_set"
 
     def __init__(
         self,
@@ -93,8 +94,8 @@ class MultilabelTask(TaskModule):
         if "labels" not in batch:
             raise ValueError(
                 "task=multilabel needs data with a set of labels per image (batch key 'labels'), "
-                "e.g. data=multilabel_csv or data=coco_multilabel; for one label per image use "
-                "task=classification"
+                "e.g. data=digits_multilabel, data=multilabel_csv or data=coco_multilabel; for "
+                "one label per image use task=classification"
             )
         return batch["labels"]
 

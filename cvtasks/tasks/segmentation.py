@@ -65,6 +65,7 @@ class SegmentationTask(TaskModule):
     monitor_mode = "max"
     view = SegmentationView
     report = SegmentationReport
+    target_kind = "mask"
     #: per-pixel outputs: the input size must be divisible by the backbone's deepest reduction.
     dense_output = True
 

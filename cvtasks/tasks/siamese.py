@@ -96,6 +96,7 @@ class SiameseTask(TaskModule):
     monitor_mode = "max"
     view = SiameseView
     report = SiameseReport
+    target_kind = "identity"
 
     def __init__(
         self,

@@ -95,12 +95,14 @@ def test_other_num_classes_reinitialises_only_the_last_layer(torchvision_alexnet
     assert net.head.fc.weight.shape == (10, 4096)
 
 
-def test_other_in_chans_reinitialises_only_the_stem(torchvision_alexnet, caplog):
+def test_other_in_chans_adapts_only_the_stem(torchvision_alexnet, caplog):
     ref, path = torchvision_alexnet
     with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.weights"):
         net = BACKBONES.build("alexnet", in_chans=1, num_classes=1000, pretrained=path)
     assert "3 input channels, the model 1" in caplog.text
-    assert net.stages[0].conv1.conv.weight.shape == (64, 1, 11, 11)
+    torch.testing.assert_close(
+        net.stages[0].conv1.conv.weight, ref.features[0].weight.sum(1, keepdim=True)
+    )
     torch.testing.assert_close(net.stages[0].conv1.conv.bias, ref.features[0].bias)
     torch.testing.assert_close(net.stages[1].conv2.conv.weight, ref.features[3].weight)
     torch.testing.assert_close(net.head.fc.weight, ref.classifier[6].weight)

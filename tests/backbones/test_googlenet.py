@@ -234,7 +234,7 @@ def test_channels_last_forward_backward():
     assert not no_grad, no_grad[:5]
 
 
-def test_pretrained_own_checkpoint_and_torchvision_is_refused(tmp_path):
+def test_pretrained_own_checkpoint_loads_unchanged(tmp_path):
     torch.manual_seed(0)
     src = GoogLeNet(num_classes=10, aux_logits=True)
     torch.save(src.state_dict(), tmp_path / "own.pth")
@@ -246,16 +246,24 @@ def test_pretrained_own_checkpoint_and_torchvision_is_refused(tmp_path):
         plain.inception5b.branch3[1].conv.weight, src.inception5b.branch3[1].conv.weight
     )
     assert plain.aux1 is None
-    gray = googlenet(in_chans=1, pretrained=tmp_path / "own.pth")  # all but the stem conv
-    assert gray.conv1.conv.weight.shape == (64, 1, 7, 7)
+    gray = googlenet(in_chans=1, pretrained=tmp_path / "own.pth")  # the stem conv adapted
+    torch.testing.assert_close(gray.conv1.conv.weight, src.conv1.conv.weight.sum(1, keepdim=True))
     torch.testing.assert_close(gray.conv3.conv.weight, src.conv3.conv.weight)
 
+
+def test_a_torchvision_file_loads_with_padded_kernels_and_shifted_variances(tmp_path):
     from torchvision.models import googlenet as tv_googlenet
 
-    theirs = tv_googlenet(weights=None, aux_logits=True, init_weights=False)
+    torch.manual_seed(0)
+    theirs = tv_googlenet(weights=None, aux_logits=True, init_weights=True)
     torch.save(theirs.state_dict(), tmp_path / "torchvision.pth")
-    with pytest.raises(ValueError, match=r"3x3 convolutions.*5x5"):
-        googlenet(num_classes=1000, pretrained=tmp_path / "torchvision.pth")
+    ours = googlenet(num_classes=1000, aux_logits=True, pretrained=tmp_path / "torchvision.pth")
+    expected = F.pad(theirs.inception3a.branch3[1].conv.weight, (1, 1, 1, 1))
+    assert torch.equal(ours.inception3a.branch3[1].conv.weight, expected)
+    bn, their_bn = ours.aux2.conv.bn, theirs.aux2.conv.bn
+    assert (their_bn.eps, bn.eps) == (1e-3, 1e-5)
+    torch.testing.assert_close(bn.running_var + bn.eps, their_bn.running_var + their_bn.eps)
+    torch.testing.assert_close(ours.aux1.fc2.weight, theirs.aux1.fc2.weight)
 
 
 def test_forward_features_and_aux_capture_as_one_graph():

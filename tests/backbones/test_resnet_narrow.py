@@ -24,7 +24,10 @@ CONTRACT = ("name", "in_chans", "drop_rate", "pretrained")
 
 
 def recipe(name: str) -> dict:
-    return yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    """The recipe's keywords, ``in_chans: auto`` (the data's channels) as RGB data makes it."""
+    cfg = yaml.safe_load((CONF / f"{name}.yaml").read_text())
+    assert cfg["in_chans"] == "auto"
+    return {**cfg, "in_chans": 3}
 
 
 def build_pair(ours_name: str) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -131,16 +131,17 @@ def test_other_num_classes_skips_only_the_last_layer(vgg16_bn_checkpoint, caplog
     assert keys.missing == keys.unexpected == [] and len(keys.skipped_classifier) == 6
 
 
-def test_other_in_chans_keeps_a_fresh_stem(vgg16_bn_checkpoint, caplog):
+def test_other_in_chans_adapts_the_stem(vgg16_bn_checkpoint, caplog):
     net = build_meta("vgg16_bn", in_chans=1, num_classes=1000)
     with caplog.at_level(logging.WARNING, logger="cvtasks.backbones.weights"):
         keys = load_pretrained(net, vgg16_bn_checkpoint, key_map=_vgg_checkpoint_filter)
     assert keys == LoadedKeys([], [], [])
     assert "3 input channels, the model 1" in caplog.text
+    assert "adapted from 3 to 1 channels" in caplog.text
     with torch.device("meta"):
         state = torchvision.models.vgg16_bn().state_dict()
     renamed = _vgg_checkpoint_filter(state, net)
-    assert renamed[VGG.stem_weight].shape == (64, 3, 3, 3)  # the loader keeps the fresh one
+    assert renamed[VGG.stem_weight].shape == (64, 3, 3, 3)  # the loader adapts it
     assert renamed["stages.0.0.bn.running_var"] is state["features.1.running_var"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import logging
 import socket
 import threading
 import time
@@ -126,10 +127,10 @@ def test_an_entry_by_name_and_a_features_only_model(torch_home):
     assert torch.equal(model.conv1.weight, full.conv1.weight)
 
 
-def test_a_grayscale_model_keeps_a_fresh_stem_and_loads_the_rest(torch_home):
+def test_a_grayscale_model_adapts_the_stem_and_loads_the_rest(torch_home):
     reference = _torchvision_resnet18_file(cache_path(RESNET18.url))
     model = BACKBONES.build("resnet18", in_chans=1, pretrained="torchvision")
-    assert model.conv1.weight.shape[1] == 1
+    torch.testing.assert_close(model.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(model.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
 
 
@@ -235,12 +236,52 @@ def test_other_families_load_torchvision_files_by_name(torch_home, name, tv_name
         assert torch.allclose(model(x), reference(x), atol=1e-4)
 
 
-def test_googlenet_refuses_torchvision_weights_before_any_download(torch_home):
-    with pytest.raises(ValueError) as info:
-        BACKBONES.build("googlenet", pretrained="torchvision")
-    message = str(info.value)
-    assert "3x3 convolutions" in message and "5x5" in message and "pool projections" in message
-    assert not (torch_home / "hub").exists()
+def _torchvision_googlenet_file(path: Path) -> torch.nn.Module:
+    """Random weights of torchvision's pretrained GoogLeNet form, saved at ``path``.
+
+    ``transform_input=True`` as torchvision builds it for its weights; BN eps 1e-3 as its layers
+    have. Small running variances make the eps matter (1e-3 against 1e-5 moves the logits by
+    ~1e-2), and a larger classifier makes the logits of order 1.
+    """
+    torch.manual_seed(0)
+    reference = torchvision.models.googlenet(
+        weights=None, aux_logits=False, init_weights=True, transform_input=True
+    )
+    with torch.no_grad():
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.01, 0.1)
+                module.weight.uniform_(0.1, 0.3)
+                module.bias.normal_(0, 0.1)
+        reference.fc.weight.normal_(0, 0.1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(reference.state_dict(), path)
+    return reference.eval()
+
+
+def test_googlenet_computes_torchvisions_function_from_its_weights(torch_home, caplog):
+    weights = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1
+    reference = _torchvision_googlenet_file(cache_path(weights.url))
+    with caplog.at_level(logging.INFO, logger="cvtasks.backbones.googlenet"):
+        model = BACKBONES.build("googlenet", num_classes=1000, pretrained="torchvision").eval()
+    assert "3x3 kernels padded with zeros, and are trained as 5x5" in caplog.text
+    padded = model.inception4e.branch3[1].conv.weight
+    assert torch.equal(padded[..., 1:4, 1:4], reference.inception4e.branch3[1].conv.weight)
+    assert padded[..., 1:4, 1:4].abs().sum() == padded.abs().sum()  # a ring of zeros
+    cfg = model.pretrained_cfg
+    assert cfg["weights"] == "GoogLeNet_Weights.IMAGENET1K_V1"
+    assert cfg["mean"] == [0.5, 0.5, 0.5] and cfg["std"] == [0.5, 0.5, 0.5]
+
+    pixels = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    imagenet = weights.transforms()  # torchvision's own statement of its inputs
+    mean = torch.tensor(imagenet.mean).view(1, 3, 1, 1)
+    std = torch.tensor(imagenet.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference((pixels - mean) / std)
+        got = model((pixels - 0.5) / 0.5)
+    assert expected.abs().max() > 0.5  # not a comparison between near-zeros
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
 
 
 # -- timm's own weights ------------------------------------------------------------------------

@@ -96,15 +96,20 @@ def test_a_set_without_any_label_is_refused(tmp_path):
         data.setup("fit")
 
 
-def test_task_config_picks_the_csv_reader_and_its_shipped_config_builds(tmp_path, compose_train):
+def test_the_csv_reader_config_builds_under_the_multilabel_task(tmp_path, compose_train):
     csv = write_colour_set(tmp_path, count=20)
-    cfg = compose_train("task=multilabel", f"data.root={tmp_path / 'images'}", f"data.csv={csv}")
+    cfg = compose_train(
+        "task=multilabel",
+        "data=multilabel_csv",
+        "backbone=lenet5",
+        f"data.root={tmp_path / 'images'}",
+        f"data.csv={csv}",
+    )
     assert cfg.task.name == "multilabel" and cfg.task.loss.name == "bce"
-    assert cfg.task.optimizer.lr == 3e-3  # the shared _optim defaults
     data = OmegaConf.to_container(cfg.data, resolve=True)
     assert data.pop("name") == "multilabel_csv"
     module = DATASETS.build("multilabel_csv", **{**data, "num_workers": 0})
     module.setup("fit")
     batch = next(iter(module.train_dataloader()))
-    assert batch["image"].shape[1:] == (3, 32, 32)  # LeNet-5's input, the default backbone
+    assert batch["image"].shape[1:] == (3, 32, 32)  # LeNet-5's input
     assert batch["labels"].shape[1] == 3

@@ -52,3 +52,48 @@ def test_bad_switch_values_stop_the_run_in_one_line(train_in_process, args, expe
     assert run.proc.returncode == 2, run.output[-3000:]
     assert expected in run.proc.stderr
     assert_one_line(run)
+
+
+def test_a_grayscale_folder_trains_a_one_channel_network_that_predicts_and_exports(
+    run_train, tmp_path
+):
+    import json
+
+    import numpy as np
+    import onnx
+    from PIL import Image
+
+    from tests.conftest import cvtasks_in_process as cvtasks
+
+    rng = np.random.default_rng(0)
+    for label in ("dark", "light"):
+        (tmp_path / "gray" / label).mkdir(parents=True)
+        for i in range(12):
+            base = 60 if label == "dark" else 190
+            pixels = np.clip(base + rng.normal(0, 20, (25, 25)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(tmp_path / "gray" / label / f"{i}.png")
+    run = run_train("data=image_folder", f"data.root={tmp_path / 'gray'}", *TINY).check()
+    config = (run.run_dir / "config.yaml").read_text()
+    assert "in_chans: 1" in config and "image_size: 32" in config  # LeNet-5's input, one channel
+    ckpt = run.run_dir / "checkpoints" / "best.ckpt"
+    state = torch_load_safe(ckpt)["state_dict"]
+    assert state["net.backbone.c1.weight"].shape[1] == 1
+
+    colour = tmp_path / "inputs"
+    colour.mkdir()
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(colour / "rgb.png")
+    out = tmp_path / "predictions"
+    proc = cvtasks("predict", f"ckpt={ckpt}", f"input={colour}", f"output={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])
+    assert record["class_name"] in ("dark", "light")
+
+    onnx_file = tmp_path / "model.onnx"
+    args = ("export", f"ckpt={ckpt}", "format=onnx", f"output={onnx_file}")
+    proc = cvtasks(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = onnx.load(str(onnx_file))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [1, 32, 32]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert len(json.loads(meta["mean"])) == 1 and "[N, 1, H, W]" in meta["input"]

@@ -105,7 +105,7 @@ class MobileNetV2(Backbone):
     """
 
     classifier_modules = ("conv_head", "fc")  # skipped from a checkpoint when they do not fit
-    stem_weight = "stem.conv.weight"  # kept fresh when in_chans differs
+    stem_weight = "stem.conv.weight"  # adapted as timm does when in_chans differs
 
     def __init__(
         self,

@@ -1,0 +1,32 @@
+"""``data convert`` then ``train.py data=shards``, and its errors, as a user runs them."""
+
+import pytest
+
+from tests.conftest import TINY
+from tests.conftest import cvtasks_in_process as cvtasks
+
+pytestmark = pytest.mark.slow
+
+
+def test_convert_the_digits_then_train_evaluate_and_resume_from_the_shards(run_train, tmp_path):
+    shards = tmp_path / "shards"
+    proc = cvtasks("data", "convert", f"output={shards}", "shard_size=300", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"python train.py data=shards data.root={shards}" in proc.stdout
+    run = run_train("data=shards", f"data.root={shards}", *TINY, "trainer.limit_test_batches=null")
+    metrics = run.check().metrics
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    config = (run.run_dir / "config.yaml").read_text()
+    assert "image_size: 32" in config and "batch_size: 64" in config  # the digits' values
+    # the whole test split, as one process evaluating the checkpoint reads it again
+    ckpt = run.run_dir / "checkpoints" / "best.ckpt"
+    out = tmp_path / "evaluation"
+    proc = cvtasks("evaluate", f"ckpt={ckpt}", f"output={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_a_folder_that_holds_no_shards_stops_in_one_line(run_train, tmp_path):
+    run = run_train("data=shards", f"data.root={tmp_path}", *TINY)
+    assert run.proc.returncode != 0
+    assert "no cvtasks_shards.json there" in run.proc.stderr
+    assert "Traceback" not in run.proc.stderr
