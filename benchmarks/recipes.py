@@ -8,7 +8,8 @@ Each switch is a set of ``train.py`` overrides added to the recipe's own; every 
 test metric of its best checkpoint and the wall time of the whole command. ``--recipe gray25``
 trains on a generated folder of 25x25 grayscale PNGs (2 classes, 200 images: sklearn's 3s and 8s)
 with every setting default, against the same run at the 224x224, 3-channel input that folder
-used to be read at. Times are only comparable between runs on an otherwise idle machine.
+used to be read at. ``from shards`` converts the recipe's data with ``data convert`` and trains
+from ``data=shards``. Times are only comparable between runs on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ SWITCHES: dict[str, list[str]] = {
     "freeze_bn": ["task.freeze_bn=true"],
     "drop_path=0.1": ["backbone.drop_path_rate=0.1"],
     "before: 224, 3 channels": ["data.image_size=224", "backbone.in_chans=3"],
+    "from shards": [],  # the recipe's data converted by `data convert`, read by data=shards
 }
 
 
@@ -62,6 +64,14 @@ def gray_folder(root: Path, per_class: int = 100) -> Path:
                 folder / f"{i:03d}.png"
             )
     return root
+
+
+def shards(overrides: list[str], output: Path) -> list[str]:
+    """Convert the data ``overrides`` name; the overrides that train from the shards instead."""
+    command = [sys.executable, "-m", "cvtasks", "data", "convert", *overrides, f"output={output}"]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    kept = [o for o in overrides if o.startswith("task=")]
+    return [*kept, "data=shards", f"data.root={output}"]
 
 
 def run(overrides: list[str], metric: str, workdir: Path) -> dict[str, float]:
@@ -101,7 +111,10 @@ def main() -> None:
         for i, switch in enumerate(args.switches):
             workdir = Path(tmp) / f"run{i}"
             workdir.mkdir()
-            result = run([*base, *SWITCHES[switch]], metric, workdir)
+            overrides = [*base, *SWITCHES[switch]]
+            if switch == "from shards":
+                overrides = [*shards(base, Path(tmp) / "shards"), f"seed={args.seed}"]
+            result = run(overrides, metric, workdir)
             rows.append(
                 f"| {switch} | {result['metric']:.4f} | {result['epochs']} | "
                 f"{result['wall_s']:.1f} |"

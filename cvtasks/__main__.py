@@ -1,5 +1,5 @@
 """``python -m cvtasks <command>``: ``train`` (same as train.py), ``predict``, ``evaluate``,
-``export``, ``features``, ``tune``, ``data``, ``list`` or ``summary``."""
+``export``, ``benchmark``, ``features``, ``tune``, ``data``, ``list`` or ``summary``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import importlib
 import sys
 
 #: commands that compose a Hydra config (key=value arguments), and their cvtasks.cli module.
-HYDRA_COMMANDS = {name: name for name in ("train", "predict", "evaluate", "export", "features")}
+HYDRA_COMMANDS = {
+    name: name for name in ("train", "predict", "evaluate", "export", "features", "benchmark")
+}
 #: ``data <sub-command>``: its cvtasks.cli module, whose ``main(args)`` returns the exit code
 DATA_COMMANDS = {"convert": "data_convert", "check": "data_check"}
 
@@ -18,6 +20,8 @@ commands:
   predict ckpt=PATH input=FILE|DIR|GLOB output=DIR   predictions.jsonl + pictures
   evaluate ckpt=PATH [data=NAME]      test metrics (metrics.json) and plots
   export ckpt=PATH format=onnx|torchscript|torch_export output=FILE
+  benchmark ckpt=PATH [formats=torch,onnx,torchscript] [batch_sizes=1,8,32] [device=auto]
+            [output=DIR]              latency, throughput and test metric per format
   features backbone=NAME|ckpt=PATH image=FILE [layer=NAME] [channels=[..]] [images=DIR] output=DIR
                                       a layer's channel activations and top input patches
   tune lr key=value ... [tune.num_training=N tune.min_lr=X tune.max_lr=Y tune.output=DIR]

@@ -5,7 +5,8 @@
 (:func:`~cvtasks.layers.fuse.fuse_batchnorm`), switches to ``eval()`` with gradients off, and runs
 under ``torch.inference_mode()``. On a GPU it computes in bfloat16 autocast on channels-last
 tensors (NHWC: what tensor-core convolutions read) and, when asked, compiles the network with
-``torch.compile`` (``mode="reduce-overhead"``: CUDA graphs).
+``torch.compile`` (``mode="reduce-overhead"``: CUDA graphs). With ``tta`` it runs the network
+on augmented views of each batch and merges them (:mod:`cvtasks.tta`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cvtasks import tta as test_time
 from cvtasks.layers.fuse import fuse_batchnorm
 from cvtasks.tasks.base import TaskModule
 from cvtasks.training.speed import check_switch, resolve
@@ -75,6 +77,9 @@ class Predictor:
         compile: ``torch.compile`` the network (see :func:`optimize_network`).
         precision: ``"auto"`` (bfloat16 on a GPU, float32 on a CPU), ``"32"`` or ``"bf16"``.
         channels_last: weights and images in channels-last memory format; ``"auto"``: on a GPU.
+        tta: test-time augmentation, ``"flip"`` or ``"flip_scale"`` (:mod:`cvtasks.tta`);
+            ``None``: none (but a task already under one keeps it). :attr:`tta` holds the one
+            that runs.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class Predictor:
         compile: bool | str = False,
         precision: str = "auto",
         channels_last: bool | str = "auto",
+        tta: str | None = None,
     ) -> None:
         if str(precision) not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -92,6 +98,7 @@ class Predictor:
         nhwc = bool(resolve(check_switch("channels_last", channels_last), self.device))
         self.task.channels_last = nhwc  # TaskModule.forward converts the images to match
         self.task.net = optimize_network(self.task.net, self.device, compile, nhwc)
+        self.tta = test_time.apply(self.task, tta)  # around the optimized network
         precision = str(precision)
         use_bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
         self.dtype: torch.dtype | None = torch.bfloat16 if use_bf16 else None

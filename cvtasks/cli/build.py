@@ -21,7 +21,14 @@ from cvtasks.training.checkpoint_io import AtomicCheckpointIO
 log = logging.getLogger(__name__)
 
 #: what a data module may tell the task it feeds (when the task's constructor takes it).
-DATA_TO_TASK_KEYS = ("num_classes", "class_names", "num_keypoints", "keypoint_names", "skeleton")
+DATA_TO_TASK_KEYS = (
+    "num_classes",
+    "class_names",
+    "num_keypoints",
+    "keypoint_names",
+    "skeleton",
+    "flip_pairs",
+)
 #: the annotations a task learns from and a data module gives (their ``target_kind``), in words
 TARGET_KINDS = {
     "class": "one label per image",

@@ -2,10 +2,11 @@
 
 The data is read the way training reads it (``train.py``'s overrides: ``data=``, ``data.root=``,
 ``task=`` ...; the same reader, splits and checks), and each split's samples are written, before
-any transform, as LitData chunks under ``DIR/train``, ``DIR/val``, ``DIR/test``, with
-``DIR/cvtasks_shards.json`` saying what they hold (the sample codec, class names, split sizes,
-the resolved source data config). Train from them with ``data=shards data.root=DIR``
-(:mod:`cvtasks.data.shards`); upload ``DIR`` as it is to object storage to stream it from there.
+any transform (the training split in a random order drawn from ``seed``), as LitData chunks
+under ``DIR/train``, ``DIR/val``, ``DIR/test``, with ``DIR/cvtasks_shards.json`` saying what
+they hold (the sample codec, class names, split sizes, the resolved source data config). Train
+from them with ``data=shards data.root=DIR`` (:mod:`cvtasks.data.shards`); upload ``DIR`` as it
+is to object storage to stream it from there.
 
 Options besides the overrides: ``output=DIR`` (required), ``shard_size=N`` (samples per chunk)
 or ``shard_size=64MB`` (bytes per chunk, the default), ``overwrite=true`` to replace an existing
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cvtasks import plugins
@@ -98,13 +100,29 @@ class Encoder:
             return None
 
 
-def write_split(encoder: Encoder, folder: Path, chunk: dict[str, Any]) -> int:
-    """Write one split's samples in order as LitData chunks; returns how many were written."""
+def write_split(
+    encoder: Encoder, folder: Path, chunk: dict[str, Any], shuffle_seed: int | None = None
+) -> int:
+    """Write one split's samples as LitData chunks; returns how many were written.
+
+    Args:
+        encoder: the split's samples.
+        folder: where the chunks go.
+        chunk: LitData's ``chunk_size`` or ``chunk_bytes``.
+        shuffle_seed: write the samples in this seed's random order (the training split: readers
+            list samples by class or folder, and a streaming reader shuffles chunks and samples
+            within a window, never the whole split, so chunks must already be mixed); ``None``
+            keeps the reader's order.
+    """
     from litdata.streaming.writer import BinaryWriter
 
+    order = list(range(len(encoder.dataset)))
+    if shuffle_seed is not None:
+        order = torch.randperm(len(order), generator=torch.Generator().manual_seed(shuffle_seed))
+        order = order.tolist()
     writer = BinaryWriter(str(folder), **chunk)
     written = 0
-    for index in range(len(encoder.dataset)):
+    for index in order:
         stored = encoder(index)
         if stored is not None:
             writer[written] = stored
@@ -149,7 +167,8 @@ def _write_splits(
         codec = codec_for(dataset, name)
         arguments = codec.arguments(dataset)
         encoder = Encoder(codec, dataset, on_bad)
-        sizes[split] = write_split(encoder, staging / split, chunk)
+        seed = int(cfg.get("seed", 0)) if split == "train" else None
+        sizes[split] = write_split(encoder, staging / split, chunk, shuffle_seed=seed)
         skipped[split] = encoder.skipped
         note = f", {len(encoder.skipped)} skipped" if encoder.skipped else ""
         print(f"{split}: {sizes[split]} samples{note}")

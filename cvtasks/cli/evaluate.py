@@ -5,6 +5,8 @@ training, so ``metrics.json`` repeats the run's ``test/*`` numbers on the same d
 pass through the inference path (:class:`~cvtasks.inference.Predictor`) feeds the task's
 report (the :class:`~cvtasks.viz.report.Report` its class names): its charts (confusion matrix,
 per-class IoU, PCK curve, ROC curve) and ``worst.png``, a grid of the worst test predictions.
+With ``tta=flip`` (or ``flip_scale``) both passes run the network on augmented views of each
+batch and merge them (:mod:`cvtasks.tta`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,19 @@ from torch.utils.data import Dataset
 from cvtasks.cli.build import to_dict
 from cvtasks.cli.common import TrainedModel, load_trained, run_command
 from cvtasks.cli.outputs import refuse_run_folder
+from cvtasks.cli.tiles import (
+    TiledPredictor,
+    native_test_data,
+    tiled_detection_metrics,
+    tiled_task,
+    tiling_from,
+)
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.inference import Predictor
 from cvtasks.io import write_json
 from cvtasks.registry import DATASETS
+from cvtasks.tiling import Tiling
+from cvtasks.tta import applied
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +92,10 @@ def build_test_data(model: TrainedModel, chosen: dict[str, Any]) -> pl.Lightning
 
 
 #: names a model and its data must agree on, and the sample keys whose indices they name
-NAMED_TARGETS = {"class_names": ("label", "mask"), "keypoint_names": ("keypoints", "visible")}
+NAMED_TARGETS = {
+    "class_names": ("label", "mask", "orig_mask"),
+    "keypoint_names": ("keypoints", "visible"),
+}
 
 
 def match_names(
@@ -167,6 +182,26 @@ def test_metrics(
     return metrics, int(sum(trainer.num_test_batches))
 
 
+def tiled_test_metrics(
+    model: TrainedModel, datamodule: pl.LightningDataModule, cfg: DictConfig, tiling: Tiling
+) -> tuple[dict[str, float], int]:
+    """``test/*`` metrics over windows of the native-size test split and the batches scored:
+    segmentation through its own test loop (a copy whose forward blends the windows), detection
+    from the merged boxes of each image. The test reports go to ``model.task.test_reports``."""
+    if model.task.target_kind == "mask":
+        tiled = replace(model, task=tiled_task(model.task, tiling))
+        metrics, num_batches = test_metrics(tiled, datamodule, cfg)
+        model.task.test_reports.update(tiled.task.test_reports)
+        return metrics, num_batches
+    # called where tta= already wraps model.task's network: the copy inherits it
+    predictor = Predictor(model.task, cfg.device, precision="32")
+    limit = cfg.trainer.get("limit_test_batches")
+    tiled_predictor = TiledPredictor(predictor, tiling)
+    metrics, num_batches, reports = tiled_detection_metrics(tiled_predictor, datamodule, limit)
+    model.task.test_reports.update(reports)
+    return metrics, num_batches
+
+
 def write_plots(
     model: TrainedModel,
     datamodule: pl.LightningDataModule,
@@ -174,14 +209,23 @@ def write_plots(
     cfg: DictConfig,
     output: Path,
     num_batches: int,
+    tiling: Tiling | None = None,
 ) -> list[str]:
     """The task's charts and the worst-predictions grid from the first ``num_batches`` test
-    batches (those the metrics saw); returns the files written."""
+    batches (those the metrics saw), over windows with ``tiling``; returns the files written."""
     report_class = getattr(model.task, "report", None)
     if report_class is None:
         log.info("task %s has no evaluation plots", model.task_name)
         return []
-    predictor = Predictor(model.task, cfg.device, precision="32")
+    if tiling is not None and model.task.target_kind != "mask":
+        log.info(
+            "with tile=, %s draws no evaluation plots (the metrics are in metrics.json)",
+            model.task_name,
+        )
+        return []
+    predictor = Predictor(model.task, cfg.device, precision="32", tta=cfg.get("tta"))
+    if tiling is not None:  # the worst pictures are drawn from tiled predictions too
+        predictor = TiledPredictor(predictor, tiling)  # type: ignore[assignment]
     report = report_class(predictor, model.mean, model.std, keep=int(cfg.worst))
     for batch in itertools.islice(datamodule.test_dataloader(), num_batches):
         if batch["image"].shape[0]:
@@ -199,11 +243,18 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     refuse_run_folder(cfg.output)
     model = load_trained(cfg.ckpt, cfg.get("expect_task"))
+    tiling = tiling_from(cfg, model.task, model.task_name)
     datamodule = build_test_data(model, to_dict(cfg.get("data")))
+    if tiling is not None:  # scored at each image's own size
+        datamodule = native_test_data(datamodule)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    metrics, num_batches = test_metrics(model, datamodule, cfg)
-    plots = write_plots(model, datamodule, metrics, cfg, output, num_batches)
+    with applied(model.task, cfg.get("tta")) as tta:  # the test loop's network, augmented
+        if tiling is None:
+            metrics, num_batches = test_metrics(model, datamodule, cfg)
+        else:
+            metrics, num_batches = tiled_test_metrics(model, datamodule, cfg, tiling)
+    plots = write_plots(model, datamodule, metrics, cfg, output, num_batches, tiling)
     summary = {
         **metrics,
         "task": model.task_name,
@@ -211,6 +262,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "data": data_config(model, to_dict(cfg.get("data"))),
         "reports": {"test": model.task.test_reports},
         "plots": plots,
+        "tta": tta,
         "time_s": round(time.perf_counter() - start, 2),
     }
     write_json(output / "metrics.json", summary)

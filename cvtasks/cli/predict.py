@@ -7,7 +7,9 @@ image. Writes ``predictions.jsonl`` (one line per image: the task's per-image ou
 by the task's view; none for a task without a picture), ``errors.jsonl`` (files that could not
 be read, each by name) and, for segmentation, ``masks/<name>.png``. Siamese models add
 each image's nearest gallery identities (``gallery=DIR``; default: the other inputs) and, with
-``pairs=FILE``, ``pairs.jsonl`` and a picture per pair.
+``pairs=FILE``, ``pairs.jsonl`` and a picture per pair. Segmentation and detection models take
+``tile=SIZE overlap=F``: windows of the training size over each image at its native resolution,
+blended or merged (:mod:`cvtasks.tiling`), instead of one resize of the whole image.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader
 from cvtasks.cli.common import load_trained, run_command, save_picture, write_lines
 from cvtasks.cli.inputs import find_inputs, loader, picture_names
 from cvtasks.cli.outputs import refuse_output_inside_input
+from cvtasks.cli.tiles import TiledPredictor, native_loader, tiling_from
 from cvtasks.config import CONFIG_DIR, setup_hydra
 from cvtasks.data.images import read_image
 from cvtasks.inference import Predictor
@@ -37,7 +40,9 @@ log = logging.getLogger(__name__)
 
 
 def run_batches(
-    predictor: Predictor, batches: DataLoader, on_result: Callable[[dict[str, Any]], None]
+    predictor: Predictor | TiledPredictor,
+    batches: DataLoader,
+    on_result: Callable[[dict[str, Any]], None],
 ) -> list[tuple[str, str]]:
     """Predict every batch (with a progress bar); returns the unreadable files and why."""
     errors: list[tuple[str, str]] = []
@@ -56,13 +61,16 @@ def run_batches(
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Run the ``predict`` command; returns counts of what was written."""
     model = load_trained(cfg.ckpt, cfg.get("expect_task"))
+    tiling = tiling_from(cfg, model.task, model.task_name)
     images, skipped = find_inputs(str(cfg.input))
     for key in ("input", "gallery"):
         if cfg.get(key):
             refuse_output_inside_input(cfg.output, key, str(cfg.get(key)))
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
-    predictor = Predictor(model.task, cfg.device, cfg.compile, str(cfg.precision))
+    predictor = Predictor(
+        model.task, cfg.device, cfg.compile, str(cfg.precision), tta=cfg.get("tta")
+    )
     log.info("predicting %d images with %s on %s", len(images), model.task_name, predictor.device)
     names = picture_names(images)
     view = view_for(predictor.task)
@@ -78,7 +86,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             if picture is not None:  # a task without a picture of its own gets none
                 save_picture(picture, output / "pictures" / f"{names[path]}.png")
 
-    errors = run_batches(predictor, loader(images, model, cfg), on_result)
+    if tiling is None:
+        errors = run_batches(predictor, loader(images, model, cfg), on_result)
+    else:  # windows of each image at its native resolution
+        errors = run_batches(
+            TiledPredictor(predictor, tiling), native_loader(images, model), on_result
+        )
     if is_pair_task(predictor) and records:
         from cvtasks.cli.search import search_and_draw
 

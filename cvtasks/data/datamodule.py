@@ -57,6 +57,7 @@ class DropBadSamples:
         empty_batch: the batch to return when nothing is left, without ``skipped``.
         list_keys: keys whose per-sample tensors differ in length (a detection image's boxes):
             the batch holds them as a list, one tensor per kept sample, instead of a stack.
+            A key the samples do not carry (one split's only) is left out.
     """
 
     def __init__(self, empty_batch: dict[str, Any], list_keys: Sequence[str] = ()) -> None:
@@ -68,7 +69,8 @@ class DropBadSamples:
         if kept:
             stacked = [{k: v for k, v in s.items() if k not in self.list_keys} for s in kept]
             batch = default_collate(stacked)
-            batch.update({key: [s[key] for s in kept] for key in self.list_keys})
+            listed = [key for key in self.list_keys if key in kept[0]]
+            batch.update({key: [s[key] for s in kept] for key in listed})
         else:
             batch = {
                 key: value.clone() if isinstance(value, torch.Tensor) else list(value)

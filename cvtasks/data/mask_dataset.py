@@ -28,7 +28,9 @@ class ImageMaskDataset(Dataset):
     """Image and mask pairs, checked, transformed together.
 
     A sample is ``{"image": float[3,H,W], "mask": int64[H,W], "orig_size": int64[2], "path"}``;
-    ``orig_size`` is the file's ``(height, width)`` so predictions can go back to it.
+    ``orig_size`` is the file's ``(height, width)`` so predictions can go back to it. With
+    ``original_mask`` it also holds ``orig_mask``, the mask as read (``uint8``, the file's
+    size, untransformed), which the test split is scored against.
 
     Args:
         pairs: ``(image path, mask path or None)``.
@@ -39,6 +41,7 @@ class ImageMaskDataset(Dataset):
         cache_images: keep decoded, checked images and masks in memory after their first read.
         lossy_masks: ``"error"`` refuses a mask stored in a lossy format (JPEG...);
             ``"allow"`` reads it.
+        original_mask: add ``orig_mask`` to each sample.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class ImageMaskDataset(Dataset):
         on_bad_image: str = "error",
         cache_images: bool = False,
         lossy_masks: str = "error",
+        original_mask: bool = False,
     ) -> None:
         check_choice("data.on_bad_image", on_bad_image, ON_BAD_IMAGE)
         check_choice("data.lossy_masks", lossy_masks, LOSSY_MASKS)
@@ -58,6 +62,7 @@ class ImageMaskDataset(Dataset):
         self.on_bad_image = on_bad_image
         self.cache_images = cache_images
         self.lossy_masks = lossy_masks
+        self.original_mask = bool(original_mask)
         self._cache: dict[int, tuple[np.ndarray, np.ndarray] | BadImageError] = {}
 
     def __len__(self) -> int:
@@ -98,10 +103,15 @@ class ImageMaskDataset(Dataset):
         if loaded is None:
             return None
         image, mask = loaded
+        # copied first: a transform may write into the array it gets
+        original = mask.astype(np.uint8, copy=True) if self.original_mask else None
         out = self.transform(image=image, mask=mask)
-        return {
+        sample = {
             "image": out["image"],
             "mask": torch.as_tensor(out["mask"]).long(),
             "orig_size": torch.tensor(image.shape[:2], dtype=torch.int64),
             "path": self.pairs[index][0],
         }
+        if original is not None:
+            sample["orig_mask"] = torch.from_numpy(original)
+        return sample

@@ -38,6 +38,8 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
     """
 
     target_kind = "mask"
+    #: the test split's masks as read (sizes differ), to score at each image's original size
+    list_keys = ("orig_mask",)
 
     def __init__(self, lossy_masks: str = "error", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -88,6 +90,7 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
                 self.on_bad_image,
                 self.cache_images,
                 self.lossy_masks,
+                original_mask=split == "test",  # test metrics: at each image's own size
             )
 
         self.train_dataset = dataset("train", self.train_transform)
@@ -95,11 +98,13 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
         self.test_dataset = dataset("test", self.eval_transform)
         self.predict_dataset = self.test_dataset
 
-    def empty_batch(self) -> dict[str, torch.Tensor]:
-        """Zero-length image, mask and original-size tensors (all samples skipped)."""
+    def empty_batch(self) -> dict[str, Any]:
+        """Zero-length image, mask and original-size tensors, no original masks (all samples
+        skipped)."""
         height, width = self.image_size
         return {
             "image": torch.empty(0, len(self.mean), height, width, dtype=torch.float32),
             "mask": torch.empty(0, height, width, dtype=torch.int64),
             "orig_size": torch.empty(0, 2, dtype=torch.int64),
+            "orig_mask": [],
         }

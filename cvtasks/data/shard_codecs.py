@@ -45,6 +45,8 @@ class ShardCodec:
     dataset_type: type = Dataset
     #: the annotation the samples carry (a task's ``target_kind``)
     target_kind = ""
+    #: sample keys collated as lists, as the reader's data module lists them
+    list_keys: tuple[str, ...] = ()
 
     def empty_targets(self, height: int, width: int, num_classes: int) -> dict[str, Any]:
         """Zero-length targets of a batch whose every sample was skipped."""
@@ -70,6 +72,9 @@ class ShardCodec:
     def fill(self, view: Any, record: dict[str, Any], stored: Stored) -> None:
         """Put one decoded sample into ``view`` (a copy) at index 0."""
         raise NotImplementedError
+
+    def for_split(self, view: Any, split: str) -> None:
+        """Set ``view`` up for ``split`` as the reader sets that split's dataset up."""
 
     def decoder(
         self, arguments: dict[str, Any], transform: Callable[..., Any], on_bad_image: str
@@ -164,11 +169,13 @@ class MaskCodec(ShardCodec):
     name = "mask"
     dataset_type = ImageMaskDataset
     target_kind = "mask"
+    list_keys = ("orig_mask",)
 
     def empty_targets(self, height: int, width: int, num_classes: int) -> dict[str, Any]:
         return {
             "mask": torch.empty(0, height, width, dtype=torch.int64),
             "orig_size": torch.empty(0, 2, dtype=torch.int64),
+            "orig_mask": [],
         }
 
     def encode(self, dataset: ImageMaskDataset, index: int) -> Stored:
@@ -192,6 +199,10 @@ class MaskCodec(ShardCodec):
         mask = decode_indices(bytes(stored["mask"]), record["mask_path"])
         view.pairs = [(record["path"], record["mask_path"])]
         view.load = lambda _index: (image, mask)
+
+    def for_split(self, view, split):
+        # as SegmentationDataModule: the test split is scored at each image's own size
+        view.original_mask = split == "test"
 
 
 #: dataset class → codec (exact classes: a subclass may carry targets its base does not)

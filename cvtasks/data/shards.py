@@ -168,6 +168,7 @@ class ShardsDataModule(VisionDataModule):
         super().__init__(**kwargs)
         self.codec: ShardCodec = BY_NAME[self.meta["codec"]]
         self.target_kind = self.codec.target_kind
+        self.list_keys = self.codec.list_keys
         self.class_names = list(self.meta["class_names"])
         for key, value in self.meta.get("task_keys", {}).items():
             setattr(self, key, value)
@@ -192,9 +193,9 @@ class ShardsDataModule(VisionDataModule):
         splits = self.meta["splits"]
         for split in ("val", "test"):
             if split in splits and getattr(self, f"{split}_dataset") is None:
-                dataset = ShardSplit(
-                    join(self.root, split), splits[split], self._decoder(False), self.cache_dir
-                )
+                decoder = self._decoder(False)
+                self.codec.for_split(decoder.view, split)
+                dataset = ShardSplit(join(self.root, split), splits[split], decoder, self.cache_dir)
                 setattr(self, f"{split}_dataset", dataset)
         if "train" in splits:
             self.train_dataset = ShardSplit(

@@ -16,6 +16,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from cvtasks import tta
 from cvtasks.metrics import ConfusionScore, TopKAccuracy
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
@@ -49,6 +50,7 @@ class ClassificationTask(TaskModule):
     view = ClassificationView
     report = ClassificationReport
     target_kind = "class"
+    tta_modes = ("flip", "flip_scale")
 
     def __init__(
         self,
@@ -150,10 +152,41 @@ class ClassificationTask(TaskModule):
             "matrix": matrix.long().tolist(),
         }
 
+    def tta_merge(
+        self, outputs: list[torch.Tensor], views: Sequence[tta.View], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """The mean of the views' softmax probabilities, as logits (their logarithm)."""
+        return tta.softmax_logits(tta.mean_probabilities([o.float().softmax(1) for o in outputs]))
+
+    def ranked(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Softmax ``probabilities [N, C]`` and the ``top_k`` best: ``[N, k]`` probabilities and
+        labels, best first (``k = min(top_k, C)``). Traceable: exports use it."""
+        probs = logits.float().softmax(dim=1)
+        top_p, top_i = probs.topk(self.top_k, dim=1)
+        return probs, top_p, top_i
+
+    def decoded_outputs(
+        self, outputs: torch.Tensor, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """``probabilities``, ``top_k_labels`` and ``top_k_probabilities`` (see :meth:`ranked`)."""
+        probs, top_p, top_i = self.ranked(outputs)
+        return {"probabilities": probs, "top_k_labels": top_i, "top_k_probabilities": top_p}
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """Accuracy and F1 from the probabilities (their ranking is the logits')."""
+        if not decoded:
+            return super().update_export_metrics(metrics, outputs, batch, decoded)
+        metrics.update(outputs["probabilities"].float(), batch["label"])
+
     def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per image: ``label``, ``class_name``, ``probability`` and the ``top_k`` ranking."""
-        probs = outputs.detach().float().softmax(dim=1)
-        top_p, top_i = probs.topk(self.top_k, dim=1)
+        probs, top_p, top_i = self.ranked(outputs.detach())
         results = []
         for k in range(probs.shape[0]):
             ranking = [

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torchmetrics import MetricCollection
 
+from cvtasks import tta
 from cvtasks.losses.detection import DetectionLoss
 from cvtasks.metrics.detection import CocoMeanAveragePrecision
 from cvtasks.ops.centernet import decode, detection_targets, unpad
@@ -62,6 +63,7 @@ class DetectionTask(TaskModule):
     view = DetectionView
     report = DetectionReport
     target_kind = "objects"
+    tta_modes = ("flip",)
     dense_output = True  # per-cell maps: the input must divide by the deepest reduction
 
     def __init__(
@@ -110,12 +112,25 @@ class DetectionTask(TaskModule):
         if metrics is self.train_metrics:
             return
         target_map = self.test_map if metrics is self.test_metrics else self.val_map
-        preds = self.decode(outputs)
-        targets = [
-            {"boxes": boxes.float(), "labels": labels.long(), "iscrowd": crowd.bool()}
-            for boxes, labels, crowd in zip(batch["boxes"], batch["labels"], _crowd(batch))
-        ]
-        target_map.update(preds, targets)
+        target_map.update(self.decode(outputs), _targets(batch))
+
+    def make_export_metrics(self) -> MetricCollection:
+        """COCO mAP (``map``, ``map_50``, ...) of the exported graph's detections."""
+        return MetricCollection({"map": CocoMeanAveragePrecision()}, compute_groups=False)
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """The detections (decoded: the filled slots; raw: decoded here) against the truth."""
+        if decoded:
+            found = unpad(outputs["boxes"], outputs["scores"], outputs["labels"])
+        else:
+            found = self.decode(outputs)
+        metrics["map"].update(found, _targets(batch))
 
     def _log_map(self, split: str, metric: CocoMeanAveragePrecision) -> dict[str, Any]:
         results = metric.compute()  # synced across processes by torchmetrics
@@ -164,7 +179,10 @@ class DetectionTask(TaskModule):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fixed-size detections per image: ``boxes [B, D, 4]`` (x1, y1, x2, y2 in input pixels),
         ``scores [B, D]`` (0 in empty slots) and ``labels [B, D]`` (-1 in empty slots), best
-        first, ``D = max_detections``. Traceable: exports use it."""
+        first, ``D = max_detections``. Traceable: exports use it. Outputs merged by
+        :meth:`tta_merge` carry them already, as ``detections``."""
+        if "detections" in outputs:
+            return outputs["detections"]
         return decode(
             outputs["heatmap"].float(),
             outputs["box"].float(),
@@ -180,9 +198,34 @@ class DetectionTask(TaskModule):
         with torch.no_grad():
             return unpad(*self.decode_padded(outputs))
 
-    def export_outputs(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Decoded detections (NMS inside the graph): ``boxes``, ``scores``, ``labels``."""
+    def tta_merge(
+        self,
+        outputs: list[Mapping[str, torch.Tensor]],
+        views: Sequence[tta.View],
+        size: tuple[int, int],
+    ) -> dict[str, Any]:
+        """Every view's detections, mirrored boxes mirrored back (``x -> W - x``), as one set
+        after class-wise NMS (``nms_iou``; the best ``max_detections`` kept), under
+        ``detections``. The plain view's raw maps stay beside them: the test loss is theirs."""
+        decoded = [self.decode_padded(o) for o in outputs]
+        boxes = torch.cat(
+            [tta.mirror_xyxy(b, size[1]) if v.flip else b for (b, _, _), v in zip(decoded, views)],
+            dim=1,
+        )
+        scores = torch.cat([s for _, s, _ in decoded], dim=1)
+        labels = torch.cat([lab for _, _, lab in decoded], dim=1)
+        merged = tta.merge_detections(boxes, scores, labels, self.nms_iou, self.max_detections)
+        return {**outputs[0], "detections": merged}
+
+    def decoded_outputs(
+        self, outputs: Mapping[str, torch.Tensor], image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """Decoded detections (NMS inside the graph): ``boxes``, ``scores``, ``labels`` (see
+        :meth:`decode_padded`), boxes clipped to the input as ``predict`` clips them."""
         boxes, scores, labels = self.decode_padded(outputs)
+        height, width = image_size
+        limit = boxes.new_tensor([float(width), float(height)] * 2)
+        boxes = torch.minimum(boxes.clamp(min=0.0), limit)
         return {"boxes": boxes, "scores": scores, "labels": labels}
 
     def predict_outputs(
@@ -205,20 +248,33 @@ class DetectionTask(TaskModule):
             scale = torch.tensor([orig_w / width, orig_h / height] * 2)
             limit = torch.tensor([orig_w, orig_h] * 2)
             pixels = (found["boxes"].cpu() * scale).clamp(min=torch.zeros(4), max=limit)
-            detections = [
-                {
-                    "label": int(label),
-                    "class_name": self.class_names[int(label)],
-                    "score": round(float(score), 4),
-                    "box": [round(float(v), 2) for v in box],
-                }
-                for box, score, label in zip(pixels, found["scores"], found["labels"])
-            ]
+            detections = self.detection_records({**found, "boxes": pixels})
             result: dict[str, Any] = {"detections": detections}
             if "index" in batch:  # the sample's index in its split: dataset.samples[index].path
                 result["index"] = int(batch["index"][k])
             results.append(result)
         return results
+
+    def detection_records(self, found: Mapping[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """Records of decoded detections whose ``boxes`` are already in pixels of the image:
+        ``label``, ``class_name``, ``score`` and ``box`` ``[x_min, y_min, x_max, y_max]``."""
+        return [
+            {
+                "label": int(label),
+                "class_name": self.class_names[int(label)],
+                "score": round(float(score), 4),
+                "box": [round(float(v), 2) for v in box],
+            }
+            for box, score, label in zip(found["boxes"].cpu(), found["scores"], found["labels"])
+        ]
+
+
+def _targets(batch: Mapping[str, Any]) -> list[dict[str, torch.Tensor]]:
+    """The batch's true boxes per image, as the mAP metric takes them."""
+    return [
+        {"boxes": boxes.float(), "labels": labels.long(), "iscrowd": crowd.bool()}
+        for boxes, labels, crowd in zip(batch["boxes"], batch["labels"], _crowd(batch))
+    ]
 
 
 def _crowd(batch: Mapping[str, Any]) -> list[torch.Tensor]:

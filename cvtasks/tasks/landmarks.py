@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torchmetrics import MetricCollection
 
+from cvtasks import tta
 from cvtasks.losses.landmarks import POINT_LOSSES, heatmap_loss, point_loss, visibility_loss
 from cvtasks.metrics.landmarks import NME, PCK, landmark_normalizer
 from cvtasks.registry import TASKS
@@ -53,6 +54,9 @@ class LandmarksTask(TaskModule):
         eye_points: the two point names NME divides by the distance of (when the dataset has
             both); otherwise NME and PCK divide by the diagonal of the object's box.
         pck_alpha: PCK threshold as a share of that normalizer.
+        flip_pairs: ``(left, right)`` index pairs of points that trade places in a mirror
+            image (from the dataset, as its flip augmentation swaps them); ``None``: the pairs
+            of names equal but for ``left``/``right``. Test-time flips swap them back.
         **kwargs: optimizer, scheduler, compile, channels_last (see :class:`TaskModule`).
     """
 
@@ -61,6 +65,7 @@ class LandmarksTask(TaskModule):
     view = LandmarksView
     report = LandmarksReport
     target_kind = "keypoints"
+    tta_modes = ("flip",)
 
     def __init__(
         self,
@@ -72,6 +77,7 @@ class LandmarksTask(TaskModule):
         skeleton: Sequence[Sequence[int]] | None = None,
         eye_points: Sequence[str] = ("left_eye", "right_eye"),
         pck_alpha: float = 0.1,
+        flip_pairs: Sequence[Sequence[int]] | None = None,
         **kwargs: Any,
     ) -> None:
         if num_keypoints is None:
@@ -92,6 +98,9 @@ class LandmarksTask(TaskModule):
             list(keypoint_names) if keypoint_names else [str(i) for i in range(num_keypoints)]
         )
         self.skeleton = [tuple(int(i) for i in pair) for pair in skeleton or []]
+        if flip_pairs is None:
+            flip_pairs = pairs_by_name(self.keypoint_names)
+        self.flip_pairs = tta.check_flip_pairs(flip_pairs, self.num_keypoints)
         eyes = list(eye_points)
         found = len(eyes) == 2 and all(n in self.keypoint_names for n in eyes)
         self.eyes = tuple(self.keypoint_names.index(n) for n in eyes) if found else None
@@ -170,12 +179,27 @@ class LandmarksTask(TaskModule):
             ``(pred [B, K, 2], target [B, K, 2], visible [B, K], normalizer [B])``; the
             normalizer is the inter-ocular distance or the box size (``landmark_normalizer``).
         """
-        pred, _ = self.head.decode(outputs)
+        pred, _ = self.decode_points(outputs, self._original_scale(batch))
+        return self._with_truth(pred, batch)
+
+    def _with_truth(
+        self, pred: torch.Tensor, batch: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``pred`` (pixels of the original frame) and the truth in the same pixels."""
         scale = self._original_scale(batch)
         target, visible = batch["keypoints"].float() * scale, batch["visible"].bool()
         box = batch["box"][:, 2:].float() * scale[:, 0] if "box" in batch else None
         norm = landmark_normalizer(target, visible, box, self.eyes)
-        return pred.float() * scale, target, visible, norm
+        return pred, target, visible, norm
+
+    def decode_points(
+        self, outputs: Mapping[str, torch.Tensor], scale: torch.Tensor | Sequence[float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points ``[N, K, 2]`` in pixels of a frame ``scale`` = ``(width, height)`` wide
+        (``[2]`` or per image ``[N, 1, 2]``) and their confidence ``[N, K]``. Traceable."""
+        pred, confidence = self.head.decode(outputs)
+        scale = torch.as_tensor(scale, dtype=torch.float32, device=pred.device)
+        return pred.float() * scale, confidence.float()
 
     def update_metrics(
         self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
@@ -184,10 +208,51 @@ class LandmarksTask(TaskModule):
         pred, target, visible, norm = self.points_in_pixels(outputs, batch)
         metrics.update(pred.detach(), target, visible, norm)
 
-    def export_outputs(self, outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Decoded ``keypoints`` ``[N, K, 2]`` (x, y in [0, 1] of the input) and ``confidence``."""
-        keypoints, confidence = self.head.decode(outputs)
+    def tta_merge(
+        self,
+        outputs: list[Mapping[str, torch.Tensor]],
+        views: Sequence[tta.View],
+        size: tuple[int, int],
+    ) -> dict[str, torch.Tensor]:
+        """The views' head outputs in the original frame, averaged.
+
+        A mirrored view's ``heatmaps`` are mirrored back (cell ``j`` stands for
+        ``(j + 0.5) / w``, so the mirror of a map is exact) and its ``keypoints`` become
+        ``1 - x``; either way each point of a :attr:`flip_pairs` pair takes the place of the
+        other (the left eye of a mirror image is the right eye of the original). Heatmaps and
+        points are averaged, ``visibility`` as probabilities.
+        """
+        order = tta.flip_permutation(self.num_keypoints, self.flip_pairs)
+        unflipped = [_unflip(o, order) if view.flip else o for o, view in zip(outputs, views)]
+        merged = {}
+        for key in outputs[0]:
+            if key == "visibility":
+                probs = tta.mean_probabilities([o[key].float().sigmoid() for o in unflipped])
+                merged[key] = tta.sigmoid_logits(probs)
+            else:
+                merged[key] = torch.stack([o[key].float() for o in unflipped]).mean(dim=0)
+        return merged
+
+    def decoded_outputs(
+        self, outputs: Mapping[str, torch.Tensor], image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """``keypoints [N, K, 2]`` (x, y in pixels of the input) and ``confidence [N, K]``."""
+        height, width = image_size
+        keypoints, confidence = self.decode_points(outputs, (float(width), float(height)))
         return {"keypoints": keypoints, "confidence": confidence}
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """NME and PCK of the decoded points, taken from input pixels to the original frame's."""
+        if not decoded:
+            return super().update_export_metrics(metrics, outputs, batch, decoded)
+        unit = outputs["keypoints"].float() / self._input_scale(batch)
+        metrics.update(*self._with_truth(unit * self._original_scale(batch), batch))
 
     def predict_outputs(
         self, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
@@ -197,8 +262,8 @@ class LandmarksTask(TaskModule):
         Points are continuous positions (the image spans ``[0, width] x [0, height]``), moved
         by ``batch["offset"]`` when the sample was a crop.
         """
-        pred, confidence = self.head.decode(outputs)
-        points = pred.detach().float() * self._original_scale(batch)
+        points, confidence = self.decode_points(outputs, self._original_scale(batch))
+        points = points.detach()
         if "offset" in batch:
             points = points + batch["offset"].float()[:, None, :]
         results = []
@@ -212,3 +277,34 @@ class LandmarksTask(TaskModule):
                 result["path"] = str(batch["path"][k])
             results.append(result)
         return results
+
+
+def pairs_by_name(names: Sequence[str]) -> list[tuple[int, int]]:
+    """``(left, right)`` index pairs of names equal but for ``left``/``right`` (any case): the
+    data readers' rule for keypoint files that name no flip pairs."""
+    lower = [n.lower() for n in names]
+    return [
+        (i, lower.index(name.replace("left", "right")))
+        for i, name in enumerate(lower)
+        if "left" in name and name.replace("left", "right") in lower
+    ]
+
+
+def _unflip(outputs: Mapping[str, torch.Tensor], order: list[int]) -> dict[str, torch.Tensor]:
+    """A mirrored view's head outputs in the original frame, points in the original's order."""
+    unflipped = {}
+    for key, value in outputs.items():
+        value = value.float()
+        if key == "heatmaps":  # [B, K, h, w]
+            unflipped[key] = value.flip(-1)[:, order]
+        elif key == "keypoints":  # [B, K, 2] normalized (x, y)
+            value = value[:, order]
+            unflipped[key] = torch.stack([1.0 - value[..., 0], value[..., 1]], dim=-1)
+        elif key == "visibility":  # [B, K]
+            unflipped[key] = value[:, order]
+        else:
+            raise ValueError(
+                f"tta=flip: the landmarks head's output {key!r} has no known mirror image "
+                "(known: heatmaps, keypoints, visibility); use tta=null"
+            )
+    return unflipped

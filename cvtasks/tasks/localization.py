@@ -15,9 +15,10 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from cvtasks import tta
 from cvtasks.losses.localization import LocalizationLoss
 from cvtasks.metrics.localization import LocalizationAccuracy, MeanBoxIoU
-from cvtasks.ops.boxes import cxcywh_to_xyxy
+from cvtasks.ops.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from cvtasks.registry import TASKS
 from cvtasks.tasks.base import TaskModule, class_names_for
 from cvtasks.tasks.localization_report import LocalizationReport, LocalizationView
@@ -49,6 +50,7 @@ class LocalizationTask(TaskModule):
     view = LocalizationView
     report = LocalizationReport
     target_kind = "box"
+    tta_modes = ("flip",)
 
     def __init__(
         self,
@@ -102,6 +104,70 @@ class LocalizationTask(TaskModule):
             label=batch["label"],
         )
 
+    def tta_merge(
+        self,
+        outputs: list[dict[str, torch.Tensor]],
+        views: Sequence[tta.View],
+        size: tuple[int, int],
+    ) -> dict[str, torch.Tensor]:
+        """Mean class probabilities (as logits) and mean box, mirrored boxes mirrored back."""
+        probs = tta.mean_probabilities([o["logits"].float().softmax(1) for o in outputs])
+        boxes = [
+            tta.mirror_cxcywh(o["box"].float()) if view.flip else o["box"].float()
+            for o, view in zip(outputs, views)
+        ]
+        return {"logits": tta.softmax_logits(probs), "box": torch.stack(boxes).mean(dim=0)}
+
+    def decode(
+        self, outputs: Mapping[str, torch.Tensor], sizes: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The answer of the raw outputs, in pixels of frames ``sizes`` ``(height, width)``
+        (``[2]``, or per image ``[N, 2]``). Traceable: exports use it.
+
+        Returns:
+            ``probabilities [N, C + 1]`` (label 0: *nothing*), the best ``label [N]`` with its
+            ``probability [N]``, ``p_nothing [N]`` and ``box [N, 4]`` (``x_min, y_min, x_max,
+            y_max``, clipped to the frame; meaningless where the label is 0).
+        """
+        probs = outputs["logits"].float().softmax(dim=1)
+        probability, label = probs.max(dim=1)
+        boxes = cxcywh_to_xyxy(outputs["box"].float()).clamp(0.0, 1.0)
+        height, width = sizes.to(boxes).unbind(-1)
+        scale = torch.stack([width, height, width, height], dim=-1)
+        return {
+            "probabilities": probs,
+            "label": label,
+            "probability": probability,
+            "p_nothing": probs[:, 0],
+            "box": boxes * scale,
+        }
+
+    def decoded_outputs(
+        self, outputs: Mapping[str, torch.Tensor], image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`decode` in pixels of the network input."""
+        return self.decode(outputs, torch.tensor([float(s) for s in image_size]))
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """Decoded: the probabilities, and the box back in ``(cx, cy, w, h)`` of the input."""
+        if not decoded:
+            return super().update_export_metrics(metrics, outputs, batch, decoded)
+        height, width = batch["image"].shape[-2:]
+        box = outputs["box"].float() / outputs["box"].new_tensor([width, height] * 2).float()
+        metrics.update(
+            preds=outputs["probabilities"].float(),
+            target=batch["label"],
+            pred_box=xyxy_to_cxcywh(box),
+            target_box=batch["box"],
+            label=batch["label"],
+        )
+
     def predict_outputs(
         self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]
     ) -> list[dict[str, Any]]:
@@ -112,25 +178,17 @@ class LocalizationTask(TaskModule):
         clipped to the image; ``None`` when the prediction is *nothing*. With ``batch["index"]``
         the result also carries ``index``, the sample's position in its dataset.
         """
-        probs = outputs["logits"].detach().float().softmax(dim=1)
-        top_p, top_i = probs.max(dim=1)
-        boxes = cxcywh_to_xyxy(outputs["box"].detach().float()).clamp(0.0, 1.0)
-        if "orig_size" in batch:
-            sizes = batch["orig_size"].to(boxes.device).float()
-        else:
-            sizes = torch.tensor(batch["image"].shape[-2:], device=boxes.device).float()
-            sizes = sizes.expand(boxes.shape[0], 2)
-        scale = torch.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], dim=1)
-        pixels = boxes * scale
+        sizes = batch.get("orig_size", torch.tensor(batch["image"].shape[-2:]))
+        found = {key: value.detach() for key, value in self.decode(outputs, sizes).items()}
         results = []
-        for k in range(probs.shape[0]):
-            label = int(top_i[k])
+        for k in range(found["label"].shape[0]):
+            label = int(found["label"][k])
             result: dict[str, Any] = {
                 "label": label,
                 "class_name": self.label_names[label],
-                "probability": float(top_p[k]),
-                "p_nothing": float(probs[k, 0]),
-                "box": None if label == 0 else [round(float(v), 2) for v in pixels[k]],
+                "probability": float(found["probability"][k]),
+                "p_nothing": float(found["p_nothing"][k]),
+                "box": None if label == 0 else [round(float(v), 2) for v in found["box"][k]],
             }
             if "index" in batch:  # the sample's index in its split: dataset.samples[index].path
                 result["index"] = int(batch["index"][k])

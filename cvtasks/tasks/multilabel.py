@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelF1Score
 
+from cvtasks import tta
 from cvtasks.losses.multilabel import MultilabelLoss
 from cvtasks.metrics import PresentClassesAP
 from cvtasks.registry import TASKS
@@ -40,6 +41,7 @@ class MultilabelTask(TaskModule):
     view = MultilabelView
     report = MultilabelReport
     target_kind = "label_set"
+    tta_modes = ("flip", "flip_scale")
 
     def __init__(
         self,
@@ -125,10 +127,40 @@ class MultilabelTask(TaskModule):
             name: (None if math.isnan(v) else float(v)) for name, v in zip(self.class_names, values)
         }
 
+    def tta_merge(
+        self, outputs: list[torch.Tensor], views: Sequence[tta.View], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """The mean of the views' sigmoid probabilities, as logits."""
+        return tta.sigmoid_logits(tta.mean_probabilities([o.float().sigmoid() for o in outputs]))
+
+    def decoded_outputs(
+        self, outputs: torch.Tensor, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """``probabilities [N, C]`` (see :meth:`probabilities`; a class is present above
+        ``threshold``, stored with the exported model)."""
+        return {"probabilities": self.probabilities(outputs)}
+
+    @staticmethod
+    def probabilities(logits: torch.Tensor) -> torch.Tensor:
+        """Each class's probability ``[N, C]``: the sigmoid of its logit."""
+        return logits.float().sigmoid()
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """mAP and F1 from the probabilities."""
+        if not decoded:
+            return super().update_export_metrics(metrics, outputs, batch, decoded)
+        metrics.update(outputs["probabilities"].float(), self.targets(batch).long())
+
     def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per image: ``labels``, every class above ``threshold`` (most probable first)
         with its probability, and ``probabilities`` of all classes in class order."""
-        probs = outputs.detach().float().sigmoid().cpu()
+        probs = self.probabilities(outputs.detach()).cpu()
         results = []
         for k in range(probs.shape[0]):
             order = probs[k].argsort(descending=True).tolist()

@@ -7,7 +7,7 @@ segmentation head (``fcn`` or ``unet``). Masks mark pixels to ignore with 255.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
+from cvtasks import tta
 from cvtasks.losses.segmentation import SegmentationLoss
 from cvtasks.metrics import ConfusionScore
 from cvtasks.ops.masks import IGNORE_INDEX
@@ -41,6 +42,32 @@ def _classes(logits: torch.Tensor) -> torch.Tensor:
     return logits.detach().max(dim=1).indices
 
 
+def class_map(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel ``probabilities [N, C, H, W]`` (softmax) and ``classes [N, H, W]`` (their
+    arg-max): what ``predict`` answers and exports decode to. Traceable."""
+    probs = logits.float().softmax(dim=1)
+    return probs, probs.argmax(dim=1)
+
+
+def scored_pairs(
+    logits: torch.Tensor, batch: Mapping[str, Any]
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(predicted classes, mask)`` pairs of a batch, at the size its masks are scored at.
+
+    With ``batch["orig_mask"]`` (one ``[H, W]`` mask per image, as read from its file): one
+    pair per image, its logits resized to the mask's size (bilinear) before the arg-max, each
+    ``[1, H, W]``. Without it: one pair for the batch, the arg-max at the logits' size against
+    ``batch["mask"]``.
+    """
+    originals = batch.get("orig_mask")
+    if originals is None:
+        yield _classes(logits), batch["mask"]
+        return
+    for k, mask in enumerate(originals):
+        resized = _resize(logits[k : k + 1].detach().float(), mask.shape[-2:])
+        yield _classes(resized), mask.reshape(1, *mask.shape[-2:]).long()
+
+
 @TASKS.register("segmentation")
 class SegmentationTask(TaskModule):
     """Per-pixel classification: mean IoU, pixel accuracy and Dice; per-class IoU in reports.
@@ -49,6 +76,14 @@ class SegmentationTask(TaskModule):
     confusion matrix per epoch, not a mean over batches). ``miou`` and ``dice`` average over the
     classes that occur in the target or the prediction; ``dice`` is the per-pixel F1 score, which
     is the Dice coefficient ``2|P∩T| / (|P| + |T|)``.
+
+    Where a pixel is scored: a batch that carries ``orig_mask`` (each image's mask as read from
+    its file, a list since sizes differ: the test split of the segmentation readers) is scored
+    at each image's original size, as ``predict`` answers and as MMSegmentation scores: the
+    logits resized back to the image's ``(height, width)`` (bilinear), then the arg-max, against
+    the untouched mask. Other batches (training and validation) are scored at the training size
+    against the resized mask. ``test/miou_train_size`` keeps the training-size mean IoU of the
+    test split beside the original-size ``test/miou``.
 
     Args:
         backbone: backbone module or config (see :class:`TaskModule`).
@@ -66,6 +101,7 @@ class SegmentationTask(TaskModule):
     view = SegmentationView
     report = SegmentationReport
     target_kind = "mask"
+    tta_modes = ("flip", "flip_scale")
     #: per-pixel outputs: the input size must be divisible by the backbone's deepest reduction.
     dense_output = True
 
@@ -93,6 +129,12 @@ class SegmentationTask(TaskModule):
         self.predict_probabilities = bool(predict_probabilities)
         self.test_confusion = MulticlassConfusionMatrix(
             num_classes=self.num_classes, ignore_index=IGNORE_INDEX, validate_args=False
+        )
+        self.test_miou_train_size = MulticlassJaccardIndex(
+            num_classes=self.num_classes,
+            ignore_index=IGNORE_INDEX,
+            average="macro",
+            validate_args=False,
         )
 
     def make_metrics(self) -> MetricCollection:
@@ -128,6 +170,17 @@ class SegmentationTask(TaskModule):
             outputs = _resize(outputs, images.shape[-2:])
         return outputs
 
+    def tta_merge(
+        self, outputs: list[torch.Tensor], views: Sequence[tta.View], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Each view's logits resized to ``size`` and mirrored back, their per-pixel softmax
+        probabilities averaged; returned as logits (their logarithm) ``[B, C, H, W]``."""
+        probs = []
+        for logits, view in zip(outputs, views):
+            logits = _resize(logits.float(), size)
+            probs.append((logits.flip(-1) if view.flip else logits).softmax(dim=1))
+        return tta.softmax_logits(tta.mean_probabilities(probs))
+
     def compute_loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """The configured loss of the logits against ``batch["mask"]`` (255 ignored)."""
         return self.criterion(outputs, batch["mask"])
@@ -135,17 +188,31 @@ class SegmentationTask(TaskModule):
     def update_metrics(
         self, metrics: MetricCollection, outputs: torch.Tensor, batch: dict[str, Any]
     ) -> None:
-        """Metrics of the per-pixel arg-max against the mask."""
-        metrics.update(_classes(outputs), batch["mask"])
+        """Metrics of the per-pixel arg-max against the mask (see :func:`scored_pairs`: at each
+        image's original size when the batch carries ``orig_mask``).
+
+        The test split also fills the pixel confusion matrix from the same pairs, and the
+        training-size mean IoU from the logits and ``batch["mask"]``.
+        """
+        test = metrics is self.test_metrics
+        for classes, mask in scored_pairs(outputs, batch):
+            metrics.update(classes, mask)
+            if test:
+                self.test_confusion.update(classes, mask)
+        if test:
+            self.test_miou_train_size.update(_classes(outputs), batch["mask"])
 
     def after_step(self, outputs: torch.Tensor, batch: dict[str, Any], split: str) -> None:
-        """Accumulate the pixel confusion matrix on the test split."""
+        """Log ``test/miou_train_size`` on the test split (computed once, at the epoch's end)."""
         if split == "test":
-            self.test_confusion.update(_classes(outputs), batch["mask"])
+            self.log(
+                "test/miou_train_size", self.test_miou_train_size, on_step=False, on_epoch=True
+            )
 
     def on_test_epoch_start(self) -> None:
         """Start a fresh confusion matrix for each test run."""
         self.test_confusion.reset()
+        self.test_miou_train_size.reset()
 
     def on_test_epoch_end(self) -> None:
         """Store per-class IoU and the pixel confusion matrix (rows true, columns predicted).
@@ -164,6 +231,26 @@ class SegmentationTask(TaskModule):
             "matrix": matrix.tolist(),
         }
 
+    def decoded_outputs(
+        self, outputs: torch.Tensor, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The class map ``classes [N, H, W]`` and ``probabilities [N, C, H, W]`` at the input
+        size (see :func:`class_map`)."""
+        probs, classes = class_map(outputs)
+        return {"classes": classes, "probabilities": probs}
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """Decoded: the class map against ``batch["mask"]``, both at the input size."""
+        if not decoded:
+            return super().update_export_metrics(metrics, outputs, batch, decoded)
+        metrics.update(outputs["classes"], batch["mask"])
+
     def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per image: ``mask`` (class indices ``[H, W]`` at the image's own size, from
         ``batch["orig_size"]``), ``size`` ``(H, W)``, ``path`` when known, and
@@ -174,10 +261,10 @@ class SegmentationTask(TaskModule):
         results = []
         for k in range(logits.shape[0]):
             size = tuple(int(s) for s in sizes[k]) if sizes is not None else logits.shape[-2:]
-            probs = _resize(logits[k : k + 1], size).softmax(dim=1)[0]
-            result: dict[str, Any] = {"mask": probs.argmax(dim=0).cpu(), "size": tuple(size)}
+            probs, classes = class_map(_resize(logits[k : k + 1], size))
+            result: dict[str, Any] = {"mask": classes[0].cpu(), "size": tuple(size)}
             if self.predict_probabilities:
-                result["probabilities"] = probs.cpu()
+                result["probabilities"] = probs[0].cpu()
             if "path" in batch:
                 result["path"] = str(batch["path"][k])
             results.append(result)

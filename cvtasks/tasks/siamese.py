@@ -17,9 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 
+from cvtasks import tta
 from cvtasks.heads.embedding import ComparisonNetwork
 from cvtasks.losses.metric_learning import (
     DISTANCES,
@@ -97,6 +99,7 @@ class SiameseTask(TaskModule):
     view = SiameseView
     report = SiameseReport
     target_kind = "identity"
+    tta_modes = ("flip",)
 
     def __init__(
         self,
@@ -152,6 +155,35 @@ class SiameseTask(TaskModule):
     def export_outputs(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """The ``embedding`` ``[N, D]`` of each image."""
         return {"embedding": outputs}
+
+    def decoded_outputs(
+        self, outputs: torch.Tensor, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The ``embedding`` ``[N, D]`` of each image scaled to unit length (the embedding head
+        gives it so already, unless built with ``normalize=false``)."""
+        return {"embedding": F.normalize(outputs.float(), dim=1)}
+
+    def update_export_metrics(
+        self,
+        metrics: MetricCollection,
+        outputs: Mapping[str, torch.Tensor],
+        batch: dict[str, Any],
+        decoded: bool,
+    ) -> None:
+        """Pair verification from the embeddings of ``image`` and ``image_b`` (a pair batch)."""
+        if "image_b" not in batch:
+            return
+        n = batch["image"].shape[0]
+        embeddings = outputs["embedding"].float()
+        metrics.update(self.score(embeddings[:n], embeddings[n:]), batch["same"])
+
+    def tta_merge(
+        self, outputs: list[torch.Tensor], views: Sequence[tta.View], size: tuple[int, int]
+    ) -> torch.Tensor:
+        """The mean of the views' embeddings, scaled back to unit length when the head gives
+        unit-length embeddings (as distances and the stored threshold expect)."""
+        mean = torch.stack([o.float() for o in outputs]).mean(dim=0)
+        return F.normalize(mean, dim=1) if getattr(self.head, "normalize", False) else mean
 
     # -- pairs ---------------------------------------------------------------------------------
     def embed(self, images: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,14 @@ TINY_TASKS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"backbone": NARROW_RESNET, "head": {"name": "embedding", "embedding_dim": 16}},
         {"name": "synthetic_identities", "image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
     ),
+    "localization": (
+        {"backbone": NARROW_RESNET, "num_classes": 3, "class_names": ["cat", "dog", "eel"]},
+        {"name": "digits_localization", "image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
+    ),
+    "multilabel": (
+        {"backbone": NARROW_RESNET, "num_classes": 4, "class_names": ["a", "b", "c", "d"]},
+        {"name": "digits_multilabel", "image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3},
+    ),
 }
 
 

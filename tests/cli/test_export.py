@@ -8,6 +8,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -15,7 +16,7 @@ from cvtasks.cli.common import load_trained
 from cvtasks.cli.export import ExportError, export, exportable, operator_of, run_exported
 from cvtasks.inference import count_batchnorms
 from cvtasks.registry import BACKBONES, TASKS
-from tests.cli.conftest import NARROW_RESNET, randomize_batchnorm, save_checkpoint
+from tests.cli.conftest import NARROW_RESNET, TINY_TASKS, randomize_batchnorm, save_checkpoint
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt", "torch_export": ".pt2"}
 
@@ -35,33 +36,179 @@ def export_cfg(ckpt, fmt, output, **extra):
     )
 
 
-def reference_outputs(ckpt, images):
-    """The training module's outputs (BatchNorm not folded), named as the export names them."""
-    model = load_trained(ckpt)
-    task = model.task
+def raw_outputs(ckpt, images):
+    """The training module's raw outputs (BatchNorm not folded), in the order the export has."""
     with torch.no_grad():
-        outputs = task(images)
-        if hasattr(task.head, "decode"):
-            return list(task.head.decode(outputs))
-        return list(outputs.values()) if isinstance(outputs, dict) else [outputs]
+        outputs = load_trained(ckpt).task(images)
+    return list(outputs.values()) if isinstance(outputs, dict) else [outputs]
 
 
-@pytest.mark.parametrize("fmt", list(FORMATS))
-@pytest.mark.parametrize("task", ["classification", "segmentation", "landmarks"])
-def test_export_matches_the_unfolded_model(task, fmt, tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize(
+    "task, fmt",
+    [
+        ("segmentation", "onnx"),
+        ("segmentation", "torchscript"),
+        ("segmentation", "torch_export"),
+        ("landmarks", "onnx"),
+    ],
+)
+def test_raw_export_matches_the_unfolded_model(task, fmt, tiny_checkpoint, tmp_path):
     ckpt = tiny_checkpoint(task)
     output = tmp_path / f"model{FORMATS[fmt]}"
-    result = export(export_cfg(ckpt, fmt, output))
+    result = export(export_cfg(ckpt, fmt, output, decode=False))
+    assert result["outputs"] == {"segmentation": ["logits"], "landmarks": ["heatmaps"]}[task]
     assert max(result["max_abs_diff"].values()) <= 1e-4
     size = load_trained(ckpt).image_size
     images = torch.randn(5, 3, *size, generator=torch.Generator().manual_seed(1))
     found = run_exported(fmt, output, images)
-    expected = reference_outputs(ckpt, images)
+    expected = raw_outputs(ckpt, images)
     assert len(found) == len(expected) == len(result["outputs"])
     for a, b in zip(found, expected):
         assert a.shape == b.shape and a.shape[0] == 5  # the batch axis is dynamic
         assert (a.float() - b.float()).abs().max() <= 1e-4
-    print(task, fmt, {k: f"{v:.2e}" for k, v in result["max_abs_diff"].items()})
+
+
+#: the file (BatchNorm folded) against the training module: probabilities and embeddings agree
+#: within PROB, coordinates in input pixels within PIXEL; predict rounds boxes to 0.01 pixel and
+#: detection scores to 1e-4, so those compare within ROUNDED_PIXEL and ROUNDED_SCORE.
+PROB, PIXEL, ROUNDED_PIXEL, ROUNDED_SCORE = 1e-4, 1e-3, 6e-3, 2e-4
+
+
+def close(found, expected, atol):
+    torch.testing.assert_close(
+        torch.as_tensor(found).float(), torch.as_tensor(expected).float(), atol=atol, rtol=0
+    )
+
+
+def check_classification(out, predictions, raw):
+    """Softmax of the logits; the top 3 (= min(5, C)) ranked as predict ranks them."""
+    close(out["probabilities"], raw.softmax(dim=1), PROB)
+    assert out["top_k_labels"].dtype == torch.int64 and out["top_k_labels"].shape == (5, 3)
+    for k, prediction in enumerate(predictions):
+        assert out["top_k_labels"][k].tolist() == [r["label"] for r in prediction["top_k"]]
+        close(out["top_k_probabilities"][k], [r["probability"] for r in prediction["top_k"]], PROB)
+
+
+def check_multilabel(out, predictions, raw):
+    close(out["probabilities"], raw.sigmoid(), PROB)
+    close(out["probabilities"], [p["probabilities"] for p in predictions], PROB)
+
+
+def check_segmentation(out, predictions, raw):
+    """The class map is predict's mask wherever the two best classes are not tied (1e-4)."""
+    probs = raw.softmax(dim=1)
+    close(out["probabilities"], probs, PROB)
+    close(out["probabilities"], torch.stack([p["probabilities"] for p in predictions]), PROB)
+    top2 = probs.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1]) > 1e-4
+    masks = torch.stack([p["mask"] for p in predictions])
+    assert out["classes"].dtype == torch.int64 and out["classes"].shape == masks.shape
+    assert torch.equal(out["classes"][clear], masks[clear])
+    assert clear.float().mean() > 0.99
+
+
+def check_landmarks(out, predictions, raw):
+    """Points in input pixels (64 x 64): predict's points, within 1e-3 pixel."""
+    assert out["keypoints"].shape == (5, 5, 2) and float(out["keypoints"].max()) > 1.0
+    close(out["keypoints"], [p["keypoints"] for p in predictions], PIXEL)
+    close(out["confidence"], [p["confidence"] for p in predictions], PROB)
+
+
+def check_siamese(out, predictions, raw):
+    close(out["embedding"].norm(dim=1), torch.ones(5), PROB)
+    close(out["embedding"], F.normalize(raw, dim=1), PROB)
+    close(out["embedding"], [p["embedding"] for p in predictions], PROB)  # the head normalizes
+
+
+def check_localization(out, predictions, raw):
+    """Label, probabilities and the box ``(cx +- w/2, cy +- h/2) * 64`` clipped to the input;
+    predict rounds boxes to 0.01 pixel."""
+    probs = raw["logits"].softmax(dim=1)
+    close(out["probabilities"], probs, PROB)
+    close(out["p_nothing"], probs[:, 0], PROB)
+    assert torch.equal(out["label"], probs.argmax(dim=1))
+    cx, cy, w, h = raw["box"].unbind(1)
+    corners = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+    close(out["box"], corners.clamp(0, 1) * 64, PIXEL)
+    boxes = 0
+    for k, prediction in enumerate(predictions):
+        assert int(out["label"][k]) == prediction["label"]
+        close(out["probability"][k], prediction["probability"], PROB)
+        if prediction["box"] is not None:
+            close(out["box"][k], prediction["box"], ROUNDED_PIXEL)
+            boxes += 1
+    assert boxes > 0
+
+
+def check_detection(out, predictions, raw):
+    """predict's detections (scores rounded to 1e-4, boxes to 0.01 pixel) in the filled slots."""
+    filled = out["labels"] >= 0
+    assert filled.any() and not filled.all()
+    for k, prediction in enumerate(predictions):
+        found = prediction["detections"]
+        assert out["labels"][k][filled[k]].tolist() == [d["label"] for d in found]
+        close(out["scores"][k][filled[k]], [d["score"] for d in found], ROUNDED_SCORE)
+        boxes = torch.tensor([d["box"] for d in found]).reshape(-1, 4)
+        close(out["boxes"][k][filled[k]], boxes, ROUNDED_PIXEL)
+    assert float(out["boxes"].min()) >= 0 and float(out["boxes"].max()) <= 64
+
+
+CHECKS = {
+    "classification": check_classification,
+    "multilabel": check_multilabel,
+    "segmentation": check_segmentation,
+    "landmarks": check_landmarks,
+    "siamese": check_siamese,
+    "localization": check_localization,
+    "detection": check_detection,
+}
+
+
+@pytest.mark.parametrize(
+    "task, fmt",
+    [
+        ("classification", "onnx"),
+        ("classification", "torchscript"),
+        ("classification", "torch_export"),
+        ("multilabel", "torchscript"),
+        ("segmentation", "onnx"),
+        ("landmarks", "torch_export"),
+        ("siamese", "torchscript"),
+        ("localization", "onnx"),
+        ("detection", "torch_export"),
+    ],
+)
+def test_decoded_export_answers_as_predict(task, fmt, tiny_checkpoint, tmp_path):
+    """The file's decoded outputs equal predict's answers for the same input tensor (the input
+    frame) and the decoding written out here from the raw outputs of the unfolded model."""
+    if task == "detection":
+        ckpt = detection_checkpoint(tmp_path / "detection.ckpt")
+    elif task == "localization":
+        ckpt = localization_checkpoint(tmp_path / "localization.ckpt")
+    else:
+        ckpt = tiny_checkpoint(task)
+    output = tmp_path / f"model{FORMATS[fmt]}"
+    result = export(export_cfg(ckpt, fmt, output))
+    model = load_trained(ckpt)  # the training module: BatchNorm not folded
+    images = torch.randn(5, 3, *model.image_size, generator=torch.Generator().manual_seed(1))
+    out = dict(zip(result["outputs"], run_exported(fmt, output, images)))
+    task_module = model.task
+    task_module.predict_probabilities = True  # segmentation: predict its probabilities too
+    with torch.no_grad():
+        raw = task_module(images)
+        predictions = task_module.predict_outputs(raw, {"image": images})
+    CHECKS[task](out, predictions, raw)
+
+
+def localization_checkpoint(path):
+    """A tiny localization model that finds an object (a class above *nothing*) in most images."""
+    kwargs, data = TINY_TASKS["localization"]
+    torch.manual_seed(0)
+    task = TASKS.build("localization", **kwargs)
+    randomize_batchnorm(task)
+    with torch.no_grad():  # an untrained classifier: tilt it away from label 0, *nothing*
+        task.head.classifier[-1].bias.copy_(torch.tensor([-3.0, 1.0, 0.0, -1.0]))
+    return save_checkpoint(task.eval(), "localization", data, path)
 
 
 def detection_checkpoint(path):
@@ -109,7 +256,8 @@ def test_detection_exports_padded_detections_that_match_pytorch(fmt, tmp_path):
     for k, want in enumerate(expected):
         assert torch.equal(labels[k][filled[k]], want["labels"])
         torch.testing.assert_close(scores[k][filled[k]], want["scores"], atol=1e-4, rtol=0)
-        torch.testing.assert_close(boxes[k][filled[k]], want["boxes"], atol=1e-3, rtol=0)
+        inside = want["boxes"].clamp(0, 64)  # clipped to the input, as predict clips
+        torch.testing.assert_close(boxes[k][filled[k]], inside, atol=1e-3, rtol=0)
 
 
 def test_siamese_export_names_its_output_embedding(tiny_checkpoint):
@@ -195,4 +343,7 @@ def test_exportable_folds_batchnorm(tiny_checkpoint):
     before = count_batchnorms(model.task.net)
     net = exportable(model)
     assert count_batchnorms(net) < before
-    assert net.output_names == ["logits"] and not net.training
+    assert net.output_names == ["classes", "probabilities"] and not net.training
+    assert exportable(load_trained(tiny_checkpoint("segmentation")), decode=False).output_names == [
+        "logits"
+    ]

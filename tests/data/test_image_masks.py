@@ -54,6 +54,24 @@ def test_split_folders_classes_txt_and_samples(tmp_path):
     assert batch["skipped"].item() == 0 and batch["path"][0].endswith("val0.png")
 
 
+def test_the_test_split_carries_each_mask_as_read_for_scoring_at_its_size(tmp_path):
+    sizes = [(6, 8), (9, 5), (12, 20)]  # (height, width): the loader resizes them all to 6x8
+    for split in ("train", "val", "test"):
+        for i, (height, width) in enumerate(sizes):
+            write_pair(tmp_path / split, f"{i}", left_right_mask(height, width, right=1 + i % 2))
+    data = build(tmp_path)
+    batch = next(iter(data.test_dataloader()))
+    assert batch["mask"].shape == (3, 6, 8)
+    originals = batch["orig_mask"]  # a list: the sizes differ
+    assert [tuple(m.shape) for m in originals] == sizes
+    for i, mask in enumerate(originals):
+        expected = left_right_mask(*sizes[i], right=1 + i % 2)
+        assert mask.dtype == torch.uint8 and mask.numpy().tolist() == expected.tolist()
+    # training and validation batches are scored at the training size: no original masks
+    assert "orig_mask" not in next(iter(data.train_dataloader()))
+    assert "orig_mask" not in next(iter(data.val_dataloader()))
+
+
 def test_flat_layout_is_split_by_seed_and_classes_come_from_the_masks(tmp_path):
     for i in range(20):
         write_pair(tmp_path, f"{i:02d}", left_right_mask(right=1 + i % 3), suffix=".jpg")

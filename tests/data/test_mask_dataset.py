@@ -38,6 +38,18 @@ def test_a_sample_holds_the_files_values_however_often_it_is_read(pair, cache_im
         assert sample["orig_size"].tolist() == [6, 8] and sample["path"] == paths[0]
 
 
+@pytest.mark.parametrize("cache_images", [False, True])
+def test_original_mask_is_the_files_mask_untouched_by_the_transform(pair, cache_images):
+    paths, _, mask = pair
+    data = ImageMaskDataset(
+        [paths], zeroing, num_classes=3, cache_images=cache_images, original_mask=True
+    )
+    for _ in range(2):  # the transform zeroes the arrays it gets, not the original mask
+        original = data[0]["orig_mask"]
+        assert original.dtype == torch.uint8 and original.numpy().tolist() == mask.tolist()
+    assert "orig_mask" not in ImageMaskDataset([paths], zeroing, num_classes=3)[0]
+
+
 def test_an_image_without_a_mask_is_an_error_or_skipped(pair):
     (image_path, _), _, _ = pair
     with pytest.raises(BadMaskError, match="no mask"):

@@ -85,6 +85,22 @@ def test_shards_give_the_readers_own_evaluation_samples(compose_train, tmp_path,
         _same_samples(loose, shards, split)
 
 
+def test_the_training_split_is_written_in_a_seeded_random_order(compose_train, tmp_path):
+    from litdata import StreamingDataset
+
+    root = _class_folders(tmp_path / "raw", per_class=10)
+    cfg, _meta, out = _converted(
+        compose_train, tmp_path, ("data=image_folder", f"data.root={root}")
+    )
+    loose = build_datamodule(cfg)
+    listed = [path for path, _label in loose.train_dataset.samples]  # by class folder
+    stream = StreamingDataset(str(out / "train"))
+    written = [json.loads(stream[i]["record"])["path"] for i in range(len(stream))]
+    assert sorted(written) == sorted(listed) and written != listed
+    expected = torch.randperm(len(listed), generator=torch.Generator().manual_seed(cfg.seed))
+    assert written == [listed[i] for i in expected.tolist()]
+
+
 def test_multilabel_rows_survive_the_round_trip(compose_train, tmp_path):
     from tests.data.multilabel_files import write_colour_set
 

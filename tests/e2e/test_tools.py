@@ -122,14 +122,21 @@ def check_pixel_units(task: str, records: list[dict], out: Path) -> None:
 
 
 def check_onnx_export(task: str, ckpt: Path, tmp_path: Path) -> None:
-    """The CLI exports the trained model; onnxruntime agrees with PyTorch; metadata is there."""
+    """The CLI exports the trained model; onnxruntime agrees with PyTorch on random input and on
+    the run's test data (verify=true, its report beside the file); metadata is there."""
     import onnx
 
     onnx_file = tmp_path / "model.onnx"
-    proc = ok(cvtasks("export", f"ckpt={ckpt}", "format=onnx", f"output={onnx_file}", cwd=tmp_path))
+    args = (f"ckpt={ckpt}", "format=onnx", f"output={onnx_file}", "verify=true")
+    proc = ok(cvtasks("export", *args, cwd=tmp_path))
     assert "checked against PyTorch: max abs difference" in proc.stdout
+    assert "verification passed" in proc.stdout
     meta = {p.key: p.value for p in onnx.load(str(onnx_file)).metadata_props}
     assert meta["task"] == task and len(json.loads(meta["mean"])) == 3
+    assert json.loads(meta["decode"]) is True
+    report = json.loads((tmp_path / "model.onnx.verify.json").read_text())
+    assert report["passed"] and report["task"] == task and report["images"] > 0
+    assert report["metrics"] and list(report["outputs"]) == json.loads(meta["outputs"])
 
 
 def check_wrong_task_is_refused(ckpt: Path, tmp_path: Path) -> None:

@@ -129,3 +129,18 @@ def test_export_outputs_name_a_single_tensor_logits_and_keep_a_dict_of_outputs()
     outputs = {"logits": logits, "box": torch.ones(2, 4)}
     named = task.export_outputs(outputs)
     assert list(named) == ["logits", "box"] and all(named[k] is outputs[k] for k in outputs)
+
+
+def test_export_metrics_score_raw_and_decoded_outputs_alike():
+    """Raw outputs go through update_metrics (the base class); decoded ones through the task's
+    own update (probabilities): two of three right either way."""
+    task = make_task()
+    logits = torch.tensor([[3.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1.0]])
+    batch = {"label": torch.tensor([0, 1, 2])}
+    for decoded, outputs in (
+        (False, task.export_outputs(logits)),
+        (True, task.decoded_outputs(logits, (8, 8))),
+    ):
+        metrics = task.make_export_metrics()
+        task.update_export_metrics(metrics, outputs, batch, decoded)
+        assert float(metrics.compute()["acc"]) == pytest.approx(2 / 3)

@@ -1,5 +1,6 @@
 """The segmentation task: metrics against hand counts, predictions at the image's size, learning."""
 
+import cv2
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -61,11 +62,87 @@ def test_test_report_has_per_class_iou_and_the_confusion_matrix():
     task.on_test_epoch_start()
     pred = torch.tensor([[[0, 0, 1, 1]]])
     mask = torch.tensor([[[0, 1, 1, 255]]])
-    task.after_step(logits_for(pred), {"mask": mask}, "test")
+    task.update_metrics(task.test_metrics, logits_for(pred), {"mask": mask})
     task.on_test_epoch_end()
     report = task.test_reports
     assert report["per_class_iou"] == {"bg": 0.5, "cat": 0.5, "dog": None}  # dog: never seen
     assert report["confusion_matrix"]["matrix"] == [[1, 0, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def ramp_case():
+    """Logits at the training size (4x4) whose class-1 score rises to the right, and a 8x10
+    mask read from a file: class 1 from column 4, the top row ignored.
+
+    Upsampled (bilinear, half-pixel centres) the logits cross zero between columns 4 and 5, so
+    at the original size column 4 is wrong; the nearest-neighbour 4x4 mask (source columns 0,
+    2, 5 and 7) hides it: at the training size every pixel is right.
+    """
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[0, 1] = torch.tensor([-1.5, -0.5, 0.5, 1.5])  # the same in every row
+    original = np.zeros((8, 10), dtype=np.uint8)
+    original[:, 4:] = 1
+    original[0] = 255
+    resized = cv2.resize(original, (4, 4), interpolation=cv2.INTER_NEAREST)
+    batch = {
+        "mask": torch.from_numpy(resized).long()[None],
+        "orig_mask": [torch.from_numpy(original)],
+    }
+    return logits, batch, original
+
+
+def numpy_scores(logits, original, num_classes):
+    """Mean IoU, pixel accuracy and the confusion matrix at the mask's size, computed apart
+    from the task: each logit plane resized by OpenCV (bilinear), NumPy arg-max and counts."""
+    height, width = original.shape
+    planes = [
+        cv2.resize(plane, (width, height), interpolation=cv2.INTER_LINEAR)
+        for plane in logits[0].numpy()
+    ]
+    pred = np.argmax(np.stack(planes), axis=0)
+    keep = original != 255
+    matrix = np.bincount(
+        original[keep].astype(np.int64) * num_classes + pred[keep],
+        minlength=num_classes * num_classes,
+    ).reshape(num_classes, num_classes)
+    hits = np.diag(matrix)
+    union = matrix.sum(0) + matrix.sum(1) - hits
+    miou = float(np.mean(hits[union > 0] / union[union > 0]))
+    return miou, hits.sum() / keep.sum(), matrix
+
+
+def test_test_metrics_score_each_image_at_its_original_size():
+    task = SegmentationTask(backbone=TinyBackbone(), num_classes=2, class_names=["bg", "fg"])
+    logits, batch, original = ramp_case()
+    task.on_test_epoch_start()
+    task.update_metrics(task.test_metrics, logits, batch)
+    values = task.test_metrics.compute()
+    # 7 counted rows: fg 5 of 6 columns right (IoU 35/42), bg 4 columns of 5 (28/35)
+    assert values["test/miou"].item() == pytest.approx((35 / 42 + 28 / 35) / 2, abs=1e-6)
+    assert values["test/pixel_acc"].item() == pytest.approx(63 / 70, abs=1e-6)
+    miou, accuracy, matrix = numpy_scores(logits, original, 2)
+    assert values["test/miou"].item() == pytest.approx(miou, abs=1e-6)
+    assert values["test/pixel_acc"].item() == pytest.approx(accuracy, abs=1e-6)
+    task.on_test_epoch_end()
+    assert task.test_reports["confusion_matrix"]["matrix"] == matrix.tolist()
+    # the training-size score of the same batch: every pixel right
+    assert task.test_miou_train_size.compute().item() == pytest.approx(1.0)
+    task.update_metrics(task.val_metrics, logits, {"mask": batch["mask"]})
+    assert task.val_metrics.compute()["val/miou"].item() == pytest.approx(1.0)
+
+
+def test_original_masks_of_several_sizes_pool_into_one_score():
+    task = SegmentationTask(backbone=TinyBackbone(), num_classes=2)
+    logits, batch, original = ramp_case()
+    same = original[1:, :]  # a 7x10 image: the same columns, no ignored row
+    two = {
+        "mask": batch["mask"].repeat(2, 1, 1),
+        "orig_mask": [batch["orig_mask"][0], torch.from_numpy(np.ascontiguousarray(same))],
+    }
+    task.update_metrics(task.test_metrics, logits.repeat(2, 1, 1, 1), two)
+    # the second image adds 7 more rows of the same columns: the ratios stay
+    assert task.test_metrics.compute()["test/miou"].item() == pytest.approx(
+        numpy_scores(logits, original, 2)[0], abs=1e-6
+    )
 
 
 def test_predict_gives_a_class_map_at_each_images_own_size():
