@@ -24,12 +24,12 @@ from torchmetrics import MetricCollection
 from cvtasks.backbones import validate_backbone
 from cvtasks.registry import BACKBONES, HEADS
 from cvtasks.tasks import transfer
+from cvtasks.tasks.deployment import DeploymentHooks
 from cvtasks.training import speed
 from cvtasks.training.speed import check_compile
 from cvtasks.viz.views import View
 
 if TYPE_CHECKING:
-    from cvtasks.tta import View as TTAView
     from cvtasks.viz.report import Report
 
 SCHEDULERS = ("cosine", "step", "constant")
@@ -113,7 +113,7 @@ def class_names_for(
     return [str(name) for name in class_names]
 
 
-class TaskModule(pl.LightningModule, metaclass=ABCMeta):
+class TaskModule(DeploymentHooks, pl.LightningModule, metaclass=ABCMeta):
     """Base LightningModule of every task.
 
     Args:
@@ -228,70 +228,6 @@ class TaskModule(pl.LightningModule, metaclass=ABCMeta):
     @abstractmethod
     def predict_outputs(self, outputs: Any, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per-image results in pixel units (the batch table of docs/architecture.md)."""
-
-    def export_outputs(self, outputs: Any) -> dict[str, torch.Tensor]:
-        """The outputs of an exported graph by name, from the network's raw ``outputs``.
-
-        Here a head's dict of tensors as it is, a single tensor as ``logits``. A task whose
-        raw outputs mean little outside cvtasks overrides it with decoded ones (landmarks'
-        points, detection's boxes); the override runs inside the exported graph, so it must
-        trace: tensor operations only, no Python branch on tensor values, shapes fixed per
-        batch size.
-        """
-        if isinstance(outputs, Mapping):
-            return dict(outputs)
-        return {"logits": outputs}
-
-    def decoded_outputs(self, outputs: Any, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
-        """The decoded answers of an exported graph by name (``export decode=true``).
-
-        What :meth:`predict_outputs` answers, in the frame of the network input ``image_size``
-        ``(height, width)``: probabilities, class maps, points and boxes in input pixels. Here
-        the raw :meth:`export_outputs`; a task overrides it with decoding it shares with
-        ``predict_outputs``. It runs inside the exported graph, so it must trace (see
-        :meth:`export_outputs`).
-        """
-        return self.export_outputs(outputs)
-
-    def make_export_metrics(self) -> MetricCollection:
-        """Fresh test metrics for :meth:`update_export_metrics` (``export verify=true``)."""
-        return self.make_metrics()
-
-    def update_export_metrics(
-        self,
-        metrics: MetricCollection,
-        outputs: Mapping[str, torch.Tensor],
-        batch: dict[str, Any],
-        decoded: bool,
-    ) -> None:
-        """Feed an exported graph's named outputs on a test batch into ``metrics``.
-
-        Args:
-            metrics: from :meth:`make_export_metrics`.
-            outputs: :meth:`decoded_outputs` (``decoded``) or :meth:`export_outputs` of the
-                images of ``batch`` (``image``, then ``image_b`` for a batch of pairs).
-            batch: the test batch with its targets.
-            decoded: which of the two ``outputs`` are.
-
-        Here the raw outputs, rebuilt (``logits`` alone: the tensor; else the dict), go through
-        :meth:`update_metrics`; a task that overrides :meth:`decoded_outputs` overrides this too.
-        """
-        raw = outputs["logits"] if list(outputs) == ["logits"] else dict(outputs)
-        self.update_metrics(metrics, raw, batch)
-
-    def tta_merge(self, outputs: list[Any], views: Sequence[TTAView], size: tuple[int, int]) -> Any:
-        """One set of raw outputs, in the original frame, from those of augmented views.
-
-        Args:
-            outputs: the network's raw outputs for each view, in the order of ``views``.
-            views: how each view was made (:class:`cvtasks.tta.View`: mirrored, rescaled); the
-                first is the plain image.
-            size: ``(H, W)`` of the images before augmentation.
-
-        Returns:
-            Raw outputs of the form the network gives, for loss, metrics and predictions.
-        """
-        raise TypeError(f"{type(self).__name__} merges no test-time augmentation views")
 
     # -- network -------------------------------------------------------------------------------
     @property

@@ -172,16 +172,10 @@ class ClassificationTask(TaskModule):
         probs, top_p, top_i = self.ranked(outputs)
         return {"probabilities": probs, "top_k_labels": top_i, "top_k_probabilities": top_p}
 
-    def update_export_metrics(
-        self,
-        metrics: MetricCollection,
-        outputs: Mapping[str, torch.Tensor],
-        batch: dict[str, Any],
-        decoded: bool,
+    def update_decoded_metrics(
+        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
     ) -> None:
         """Accuracy and F1 from the probabilities (their ranking is the logits')."""
-        if not decoded:
-            return super().update_export_metrics(metrics, outputs, batch, decoded)
         metrics.update(outputs["probabilities"].float(), batch["label"])
 
     def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:

@@ -241,16 +241,10 @@ class LandmarksTask(TaskModule):
         keypoints, confidence = self.decode_points(outputs, (float(width), float(height)))
         return {"keypoints": keypoints, "confidence": confidence}
 
-    def update_export_metrics(
-        self,
-        metrics: MetricCollection,
-        outputs: Mapping[str, torch.Tensor],
-        batch: dict[str, Any],
-        decoded: bool,
+    def update_decoded_metrics(
+        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
     ) -> None:
         """NME and PCK of the decoded points, taken from input pixels to the original frame's."""
-        if not decoded:
-            return super().update_export_metrics(metrics, outputs, batch, decoded)
         unit = outputs["keypoints"].float() / self._input_scale(batch)
         metrics.update(*self._with_truth(unit * self._original_scale(batch), batch))
 

@@ -148,16 +148,10 @@ class LocalizationTask(TaskModule):
         """:meth:`decode` in pixels of the network input."""
         return self.decode(outputs, torch.tensor([float(s) for s in image_size]))
 
-    def update_export_metrics(
-        self,
-        metrics: MetricCollection,
-        outputs: Mapping[str, torch.Tensor],
-        batch: dict[str, Any],
-        decoded: bool,
+    def update_decoded_metrics(
+        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
     ) -> None:
         """Decoded: the probabilities, and the box back in ``(cx, cy, w, h)`` of the input."""
-        if not decoded:
-            return super().update_export_metrics(metrics, outputs, batch, decoded)
         height, width = batch["image"].shape[-2:]
         box = outputs["box"].float() / outputs["box"].new_tensor([width, height] * 2).float()
         metrics.update(

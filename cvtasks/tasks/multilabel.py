@@ -145,16 +145,10 @@ class MultilabelTask(TaskModule):
         """Each class's probability ``[N, C]``: the sigmoid of its logit."""
         return logits.float().sigmoid()
 
-    def update_export_metrics(
-        self,
-        metrics: MetricCollection,
-        outputs: Mapping[str, torch.Tensor],
-        batch: dict[str, Any],
-        decoded: bool,
+    def update_decoded_metrics(
+        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
     ) -> None:
         """mAP and F1 from the probabilities."""
-        if not decoded:
-            return super().update_export_metrics(metrics, outputs, batch, decoded)
         metrics.update(outputs["probabilities"].float(), self.targets(batch).long())
 
     def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:

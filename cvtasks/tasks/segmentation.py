@@ -239,16 +239,10 @@ class SegmentationTask(TaskModule):
         probs, classes = class_map(outputs)
         return {"classes": classes, "probabilities": probs}
 
-    def update_export_metrics(
-        self,
-        metrics: MetricCollection,
-        outputs: Mapping[str, torch.Tensor],
-        batch: dict[str, Any],
-        decoded: bool,
+    def update_decoded_metrics(
+        self, metrics: MetricCollection, outputs: Mapping[str, torch.Tensor], batch: dict[str, Any]
     ) -> None:
         """Decoded: the class map against ``batch["mask"]``, both at the input size."""
-        if not decoded:
-            return super().update_export_metrics(metrics, outputs, batch, decoded)
         metrics.update(outputs["classes"], batch["mask"])
 
     def predict_outputs(self, outputs: torch.Tensor, batch: dict[str, Any]) -> list[dict[str, Any]]:
