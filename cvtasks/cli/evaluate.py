@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from cvtasks.cli.build import to_dict
+from cvtasks.cli.build import check_target_kind, to_dict
 from cvtasks.cli.common import TrainedModel, load_trained, run_command
 from cvtasks.cli.outputs import refuse_run_folder
 from cvtasks.cli.tiles import (
@@ -76,6 +76,7 @@ def build_test_data(model: TrainedModel, chosen: dict[str, Any]) -> pl.Lightning
     pl.seed_everything(int(model.config.get("seed", 0)), verbose=False)
     name = data.pop("name")
     datamodule = DATASETS.build(name, **data)
+    check_target_kind(model.task_name, name, datamodule)  # before anything is written or read
     datamodule.prepare_data()
     datamodule.setup("test")
     task_classes = getattr(model.task, "num_classes", None)

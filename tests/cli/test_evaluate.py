@@ -113,3 +113,16 @@ def test_a_task_without_a_report_gets_metrics_only(tmp_path):
     # no data is read and no picture written: the task names no report
     assert write_plots(trained, None, {"test/loss": 0.5}, None, tmp_path, 3) == []
     assert not any(tmp_path.iterdir())
+
+
+def test_data_the_model_cannot_score_is_refused_before_it_is_prepared(tiny_checkpoint, tmp_path):
+    from cvtasks.cli.common import load_trained
+    from cvtasks.cli.evaluate import build_test_data
+    from cvtasks.config import ConfigError
+
+    model = load_trained(tiny_checkpoint("classification"))
+    root = tmp_path / "shapes"
+    chosen = {"name": "shapes", "root": str(root)}
+    with pytest.raises(ConfigError, match=r"task=classification needs data with one label per"):
+        build_test_data(model, chosen)
+    assert not root.exists()  # the built-in data was never written
