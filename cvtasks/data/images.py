@@ -178,17 +178,24 @@ def open_image(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
     Raises:
         BadImageError: the file is missing, not a regular file, or not an image Pillow knows.
     """
-    try:
+    with decode_errors(path):
         _refuse_special(path, os.stat(path).st_mode)  # a socket cannot even be opened
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as file:
             _refuse_special(path, os.fstat(file.fileno()).st_mode)  # swapped since the stat
             with Image.open(file) as image:
                 yield image
+
+
+@contextmanager
+def decode_errors(name: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn what Pillow raises on a file it cannot read into :class:`BadImageError` naming it."""
+    try:
+        yield
     except BadImageError:
         raise
     except _DECODE_ERRORS as err:
-        raise BadImageError(path, f"{type(err).__name__}: {err}") from err
+        raise BadImageError(name, f"{type(err).__name__}: {err}") from err
 
 
 def exif_orientation(image: Image.Image) -> int:
@@ -222,15 +229,14 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         BadImageError: the file is missing, not a regular file, not an image, or corrupt; the
             message names the file and the reason.
     """
-    try:
-        with open_image(path) as image:
-            image.load()  # every pixel, so truncation shows here
-            # after load(): Pillow turns some formats itself (TIFF) and then drops the tag
-            return to_rgb(apply_orientation(image), path)
-    except BadImageError:
-        raise
-    except _DECODE_ERRORS as err:
-        raise BadImageError(path, f"{type(err).__name__}: {err}") from err
+    with decode_errors(path), open_image(path) as image:
+        return _loaded_rgb(image, path)
+
+
+def _loaded_rgb(image: Image.Image, name: str | os.PathLike[str]) -> np.ndarray:
+    image.load()  # every pixel, so truncation shows here
+    # after load(): Pillow turns some formats itself (TIFF) and then drops the tag
+    return to_rgb(apply_orientation(image), name)
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
@@ -243,14 +249,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     Raises:
         BadImageError: the bytes are not a decodable image.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return to_rgb(apply_orientation(image), name)
-    except BadImageError:
-        raise
-    except _DECODE_ERRORS as err:
-        raise BadImageError(name, f"{type(err).__name__}: {err}") from err
+    with decode_errors(name), Image.open(io.BytesIO(data)) as image:
+        return _loaded_rgb(image, name)
 
 
 def decode_indices(data: bytes, name: str) -> np.ndarray:
@@ -259,11 +259,8 @@ def decode_indices(data: bytes, name: str) -> np.ndarray:
     Raises:
         BadImageError: the bytes are not a decodable image.
     """
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return np.array(image, dtype=np.uint8)
-    except _DECODE_ERRORS as err:
-        raise BadImageError(name, f"{type(err).__name__}: {err}") from err
+    with decode_errors(name), Image.open(io.BytesIO(data)) as image:
+        return np.array(image, dtype=np.uint8)
 
 
 def image_mode(path: str | os.PathLike[str]) -> str:

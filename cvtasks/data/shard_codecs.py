@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,12 @@ Sample = dict[str, Any]
 Stored = dict[str, Any]
 
 
-class ShardCodec:
+class ShardCodec(ABC):
     """Encode a reader's dataset sample into a shard sample, and decode it back.
 
     Subclasses set :attr:`name` and :attr:`dataset_type` and implement :meth:`record`,
-    :meth:`arguments` and :meth:`view`.
+    :meth:`view` and :meth:`fill` (and :meth:`arguments` when samples share constructor
+    arguments).
     """
 
     name = ""
@@ -57,24 +59,25 @@ class ShardCodec:
         record = self.record(dataset, index)
         return {"record": json.dumps(record), "image": Path(record["path"]).read_bytes()}
 
+    @abstractmethod
     def record(self, dataset: Any, index: int) -> dict[str, Any]:
         """The JSON-able targets of sample ``index``, with its ``path``."""
-        raise NotImplementedError
 
     def arguments(self, dataset: Any) -> dict[str, Any]:
         """JSON-able constructor arguments every sample of the split shares."""
         return {}
 
+    @abstractmethod
     def view(self, arguments: dict[str, Any], transform: Callable[..., Any], on_bad: str) -> Any:
         """A dataset of this codec's class holding no samples yet, set up as the reader's."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fill(self, view: Any, record: dict[str, Any], stored: Stored) -> None:
         """Put one decoded sample into ``view`` (a copy) at index 0."""
-        raise NotImplementedError
 
-    def for_split(self, view: Any, split: str) -> None:
-        """Set ``view`` up for ``split`` as the reader sets that split's dataset up."""
+    def for_split(self, view: Any, split: str) -> None:  # noqa: B027 - a hook, empty by default
+        """Set ``view`` up for ``split`` as the reader sets that split's dataset up (here:
+        every split alike)."""
 
     def decoder(
         self, arguments: dict[str, Any], transform: Callable[..., Any], on_bad_image: str
