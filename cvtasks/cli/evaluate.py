@@ -6,7 +6,8 @@ pass through the inference path (:class:`~cvtasks.inference.Predictor`) feeds th
 report (the :class:`~cvtasks.viz.report.Report` its class names): its charts (confusion matrix,
 per-class IoU, PCK curve, ROC curve) and ``worst.png``, a grid of the worst test predictions.
 With ``tta=flip`` (or ``flip_scale``) both passes run the network on augmented views of each
-batch and merge them (:mod:`cvtasks.tta`).
+batch and merge them (:mod:`cvtasks.tta`). With ``tile=SIZE`` both run over windows of each
+test image at its native size (:mod:`cvtasks.cli.tiles`), each window's views merged first.
 """
 
 from __future__ import annotations
@@ -218,14 +219,8 @@ def write_plots(
     if report_class is None:
         log.info("task %s has no evaluation plots", model.task_name)
         return []
-    if tiling is not None and model.task.target_kind != "mask":
-        log.info(
-            "with tile=, %s draws no evaluation plots (the metrics are in metrics.json)",
-            model.task_name,
-        )
-        return []
     predictor = Predictor(model.task, cfg.device, precision="32", tta=cfg.get("tta"))
-    if tiling is not None:  # the worst pictures are drawn from tiled predictions too
+    if tiling is not None:  # charts and worst pictures are drawn from tiled predictions too
         predictor = TiledPredictor(predictor, tiling)  # type: ignore[assignment]
     report = report_class(predictor, model.mean, model.std, keep=int(cfg.worst))
     for batch in itertools.islice(datamodule.test_dataloader(), num_batches):

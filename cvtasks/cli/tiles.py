@@ -3,8 +3,10 @@
 The window arithmetic is :mod:`cvtasks.tiling`; this module wires it to the commands: the
 switches read from the config (:func:`tiling_from`), images kept at their native resolution
 (:func:`without_resize`, :func:`native_loader`, :func:`native_test_data`), the
-:class:`TiledPredictor` that ``predict`` runs, and the test scores ``evaluate`` reports with
-tiles on (:func:`tiled_task`, :func:`tiled_detection_metrics`).
+:class:`TiledPredictor` that ``predict`` runs (and ``evaluate``'s plots: its raw outputs are the
+task's, detections padded by :func:`padded_detections`), and the test scores ``evaluate``
+reports with tiles on (:func:`tiled_task`, :func:`tiled_detection_metrics`). With ``tta=``,
+each window's views are merged before the windows are (see :class:`TiledPredictor`).
 """
 
 from __future__ import annotations
@@ -98,10 +100,21 @@ def native_test_data(datamodule: pl.LightningDataModule) -> pl.LightningDataModu
 class TiledPredictor:
     """A :class:`~cvtasks.inference.Predictor` run over windows of each image.
 
+    With ``tta=`` on the predictor, every window goes through the augmented network: the task
+    merges the window's views (:mod:`cvtasks.tta`) before the windows are blended or merged.
+
     Args:
-        predictor: the inference path of the trained task (folded, device, precision).
+        predictor: the inference path of the trained task (folded, device, precision, ``tta``).
         tiling: window size, overlap, blend and windows per call.
     """
+
+    # Test-time augmentation runs per window, not on the whole tiled image: the window is the
+    # network's input, so flip and flip_scale mean what they mean without tiles (scales are of
+    # the training size), every task's tta_merge serves unchanged, and it costs what mirroring
+    # the whole image would (each window once per view) without a second image-sized map. Where
+    # the window grid is mirror-symmetric ((size - tile) a multiple of the stride) the two agree:
+    # segmentation's blended probabilities are the mean of the image's tiled ones and its mirror
+    # image's, mirrored back; detections of the mirror image are the mirrored detections.
 
     def __init__(self, predictor: Predictor, tiling: Tiling) -> None:
         self.predictor = predictor
@@ -110,8 +123,17 @@ class TiledPredictor:
         self.tiling = tiling
         self.kind = TILED_KINDS[self.task.target_kind]
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Segmentation: the tiled log-probabilities ``[B, K, H, W]`` of images at any size."""
+    def forward(self, images: torch.Tensor) -> Any:
+        """Raw outputs over windows of ``images`` at any size, in the form the task decodes.
+
+        Segmentation: the tiled log-probabilities ``[B, K, H, W]``. Detection: each image's
+        merged detections, padded as ``{"detections": (boxes, scores, labels)}``, the form the
+        task's ``decode`` reads (see :func:`padded_detections`), so that evaluation reports draw
+        their charts and pictures from the tiled detections.
+        """
+        if self.kind == "detection":
+            found = [self.detections(images[k : k + 1]) for k in range(images.shape[0])]
+            return {"detections": padded_detections(found, int(self.task.max_detections))}
         images = images.to(self.device)
         with torch.inference_mode():
             return tiled_log_probabilities(self.predictor.forward, images, self.tiling)
@@ -144,6 +166,30 @@ class TiledPredictor:
                 result["index"] = int(batch["index"][k])
             results.append(result)
         return results
+
+
+def padded_detections(
+    found: list[dict[str, torch.Tensor]], slots: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image detections in the padded form of the detection task's raw decoding.
+
+    Args:
+        found: per image ``{"boxes": [D_i, 4], "scores": [D_i], "labels": [D_i]}``, best first.
+        slots: ``D``, detections per image (the task's ``max_detections``); extra ones dropped.
+
+    Returns:
+        ``boxes float[B, D, 4]``, ``scores float[B, D]`` (0 in empty slots) and ``labels
+        int64[B, D]`` (-1 in empty slots), as :func:`cvtasks.ops.centernet.decode` gives them.
+    """
+    boxes = torch.zeros(len(found), slots, 4)
+    scores = torch.zeros(len(found), slots)
+    labels = torch.full((len(found), slots), -1, dtype=torch.long)
+    for k, image in enumerate(found):
+        n = min(len(image["scores"]), slots)
+        boxes[k, :n] = image["boxes"][:n].float().cpu()
+        scores[k, :n] = image["scores"][:n].float().cpu()
+        labels[k, :n] = image["labels"][:n].long().cpu()
+    return boxes, scores, labels
 
 
 def tiled_task(task: TaskModule, tiling: Tiling) -> TaskModule:

@@ -60,6 +60,16 @@ def randomize_batchnorm(module: nn.Module, seed: int = 0) -> None:
             bn.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
 
 
+def spread_detection_scores(task: nn.Module) -> None:
+    """Random weights for the last heatmap layer of an untrained detection head, which scores
+    every cell 0.01, so that its detections spread over the scores."""
+    with torch.no_grad():
+        last = task.head.heatmap[-1]
+        generator = torch.Generator().manual_seed(0)
+        last.weight.copy_(torch.randn(last.weight.shape, generator=generator))
+        last.bias.fill_(-1.0)
+
+
 def save_checkpoint(task: nn.Module, name: str, data: dict[str, Any], path: Path) -> Path:
     """Write ``task`` as train.py would: state dict, hyper-parameters and the run config."""
     config = {"task": {"name": name}, "data": data, "backbone": dict(task.hparams["backbone"])}

@@ -16,7 +16,13 @@ from cvtasks.cli.common import load_trained
 from cvtasks.cli.export import ExportError, export, exportable, operator_of, run_exported
 from cvtasks.inference import count_batchnorms
 from cvtasks.registry import BACKBONES, TASKS
-from tests.cli.conftest import NARROW_RESNET, TINY_TASKS, randomize_batchnorm, save_checkpoint
+from tests.cli.conftest import (
+    NARROW_RESNET,
+    TINY_TASKS,
+    randomize_batchnorm,
+    save_checkpoint,
+    spread_detection_scores,
+)
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt", "torch_export": ".pt2"}
 
@@ -226,12 +232,7 @@ def detection_checkpoint(path):
         top_k=30,  # fewer candidates than slots: every image has empty slots
     )
     randomize_batchnorm(task)
-    with torch.no_grad():  # an untrained head scores every cell 0.01: spread the scores instead
-        last = task.head.heatmap[-1]
-        last.weight.copy_(
-            torch.randn(last.weight.shape, generator=torch.Generator().manual_seed(0))
-        )
-        last.bias.fill_(-1.0)
+    spread_detection_scores(task)
     data = {"name": "coco_detection", "image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3}
     return save_checkpoint(task.eval(), "detection", data, path)
 

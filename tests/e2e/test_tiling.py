@@ -151,3 +151,5 @@ def test_tiled_detection_boxes_are_in_the_image_frame(run_train, tmp_path):
     for key in ("test/map", "test/map50", "test/map75", "test/mar100"):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert list(metrics["reports"]["test"]["ap_per_class"]) == [str(d) for d in range(10)]
+    assert metrics["plots"] == ["pr_curves.png", "ap_per_class.png", "worst.png"]
+    assert all((evaluation / name).is_file() for name in metrics["plots"])
