@@ -127,8 +127,9 @@ class TestTimeAugmentation(nn.Module):
     def forward(self, images: torch.Tensor) -> Any:
         """The merged raw outputs of every view of ``images``, in the images' own frame."""
         size = (int(images.shape[-2]), int(images.shape[-1]))
+        views = self.distinct_views(size)
         outputs = []
-        for view in self.views:
+        for view in views:
             try:
                 outputs.append(self.net(transform(images, view, self.multiple)))
             except RuntimeError as error:
@@ -140,7 +141,19 @@ class TestTimeAugmentation(nn.Module):
                     f"tta=flip_scale: the network cannot take {scaled[0]}x{scaled[1]} inputs "
                     f"({view.scale} x {size[0]}x{size[1]}): {reason}; use tta=flip"
                 ) from error
-        return self.merge(outputs, self.views, size)
+        return self.merge(outputs, views, size)
+
+    def distinct_views(self, size: tuple[int, int]) -> list[View]:
+        """The views of images of ``size`` that differ once sized to whole multiples: a small
+        input's rescaled copies may round back to its own size (64 px at a reduction of 32:
+        both 48 and 80 round to 64) and would only repeat the plain views."""
+        seen, views = set(), []
+        for view in self.views:
+            key = (view.flip, scaled_size(size, view.scale, self.multiple))
+            if key not in seen:
+                seen.add(key)
+                views.append(view)
+        return views
 
 
 def apply(task: TaskModule, mode: str | None) -> str | None:

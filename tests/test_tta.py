@@ -161,6 +161,26 @@ def test_flip_scale_averages_every_size_and_its_mirror():
     assert [got[i] for i in range(3)] == pytest.approx(expected, abs=1e-6)
 
 
+def test_flip_scale_drops_rescaled_views_that_round_back_to_the_input_size():
+    # at a reduction of 32 a 64-px input's 48 and 80 px copies both round to 64: only the plain
+    # image and its mirror are left, each run once
+    sizes = []
+
+    def record(x):
+        sizes.append(tuple(x.shape[-2:]))
+        return torch.zeros(len(x), 3)
+
+    net = tta.TestTimeAugmentation(
+        Lambda(record), lambda *a: a[0][0], tta.views_for("flip_scale"), 32
+    )
+    assert [(v.flip, v.scale) for v in net.distinct_views((64, 64))] == [(False, 1.0), (True, 1.0)]
+    net(torch.zeros(1, 3, 64, 64))
+    assert sizes == [(64, 64)] * 2
+    sizes.clear()
+    net(torch.zeros(1, 3, 128, 128))  # 96 and 160 px: every view
+    assert sorted(set(sizes)) == [(96, 96), (128, 128), (160, 160)] and len(sizes) == 6
+
+
 def test_a_network_of_one_input_size_is_named_under_flip_scale():
     def one_size(x):
         if x.shape[-1] != 64:
