@@ -15,6 +15,7 @@ output. The folder appears complete or not at all: it is written beside, then re
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -89,15 +90,20 @@ class Encoder:
         self.dataset = dataset
         self.on_bad_image = on_bad_image
         self.skipped: list[str] = []
+        #: the ``label`` of each encoded sample, in order, when the codec indexes labels
+        self.labels: list[int] = []
 
     def __call__(self, index: int) -> dict[str, Any] | None:
         try:
-            return self.codec.encode(self.dataset, index)
+            stored = self.codec.encode(self.dataset, index)
         except BadImageError as err:
             if self.on_bad_image != "skip":
                 raise
             self.skipped.append(str(err))
             return None
+        if self.codec.indexes_labels and "label" in (record := json.loads(stored["record"])):
+            self.labels.append(int(record["label"]))
+        return stored
 
 
 def write_split(
@@ -158,22 +164,25 @@ def convert(cfg: DictConfig, options: ConvertOptions) -> dict[str, Any]:
 def _write_splits(
     datamodule: Any, name: str, staging: Path, chunk: dict[str, Any], cfg: DictConfig
 ) -> dict[str, Any]:
-    codec, arguments, sizes, skipped = None, {}, {}, {}
+    codec, arguments, sizes, skipped, labels = None, {}, {}, {}, []
     on_bad = str(cfg.data.get("on_bad_image", "error"))
     for split in SPLITS:
         dataset = getattr(datamodule, f"{split}_dataset", None)
         if dataset is None:
             continue
         codec = codec_for(dataset, name)
-        arguments = codec.arguments(dataset)
+        arguments.update(codec.arguments(dataset))
         encoder = Encoder(codec, dataset, on_bad)
         seed = int(cfg.get("seed", 0)) if split == "train" else None
         sizes[split] = write_split(encoder, staging / split, chunk, shuffle_seed=seed)
         skipped[split] = encoder.skipped
+        if split == "train":
+            labels = encoder.labels
         note = f", {len(encoder.skipped)} skipped" if encoder.skipped else ""
         print(f"{split}: {sizes[split]} samples{note}")
     if codec is None:
         raise ValueError(f"data={name} has no train, val or test split to convert")
+    arguments.update(codec.datamodule_arguments(datamodule))
     source = OmegaConf.to_container(cfg.data, resolve=True)
     task_keys = {
         key: getattr(datamodule, key)
@@ -190,6 +199,7 @@ def _write_splits(
         "skipped": {k: v for k, v in skipped.items() if v},
         "task_keys": task_keys,
         "source": source,
+        **({"train_labels": labels} if codec.indexes_labels else {}),
     }
 
 

@@ -355,21 +355,32 @@ class IdentityFoldersDataModule(VisionDataModule):
         """P x K batches from :class:`IdentityBatchSampler` (one share per process under DDP)."""
         if self.train_dataset is None:
             raise RuntimeError("call setup() before train_dataloader() (the Trainer does this)")
-        # a one-process DistributedSampler as placeholder: Lightning sets its epoch every epoch
-        placeholder = DistributedSampler(self.train_dataset, num_replicas=1, rank=0, shuffle=False)
-        sampler = IdentityBatchSampler(
-            placeholder,
-            self.train_identities,
-            **self.batching,
-            seed=self.sampler_seed,
-        )
-        # resumable: a killed run continues mid-epoch (the P x K order is a function of seed, epoch)
-        return ResumableDataLoader(
-            self.train_dataset,
-            batch_sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            collate_fn=DropBadSamples(self.empty_batch()),
-            worker_init_fn=seed_worker if self.num_workers else None,
-        )
+        return identity_batch_loader(self, self.train_dataset, self.train_identities)
+
+
+def identity_batch_loader(
+    datamodule: Any, dataset: Dataset, identities: Sequence[int]
+) -> DataLoader:
+    """The P x K training loader of ``dataset`` whose sample ``i`` is of ``identities[i]``.
+
+    ``datamodule`` gives the batching (``batching``: P, K, chunks), ``sampler_seed``, the worker
+    settings and the empty batch.
+    """
+    # a one-process DistributedSampler as placeholder: Lightning sets its epoch every epoch
+    placeholder = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False)
+    sampler = IdentityBatchSampler(
+        placeholder,
+        list(identities),
+        **datamodule.batching,
+        seed=datamodule.sampler_seed,
+    )
+    # resumable: a killed run continues mid-epoch (the P x K order is a function of seed, epoch)
+    return ResumableDataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=datamodule.num_workers,
+        pin_memory=datamodule.pin_memory,
+        persistent_workers=datamodule.persistent_workers,
+        collate_fn=DropBadSamples(datamodule.empty_batch()),
+        worker_init_fn=seed_worker if datamodule.num_workers else None,
+    )

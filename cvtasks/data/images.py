@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import struct
 import warnings
@@ -195,7 +196,9 @@ def decode_errors(name: str | os.PathLike[str]) -> Iterator[None]:
     except BadImageError:
         raise
     except _DECODE_ERRORS as err:
-        raise BadImageError(name, f"{type(err).__name__}: {err}") from err
+        # bytes decoded from memory (shards) are named by Pillow as a BytesIO object: say the file
+        text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", repr(os.fspath(name)), str(err))
+        raise BadImageError(name, f"{type(err).__name__}: {text}") from err
 
 
 def exif_orientation(image: Image.Image) -> int:

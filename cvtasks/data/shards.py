@@ -13,9 +13,14 @@ may be a local folder or any URL LitData streams from (``s3://``, ``gs://``, ``a
   processes LitData drops the last samples that would leave ranks unequal (``drop_last``), so
   every rank runs the same number of steps: at most ``world_size x workers - 1`` samples per
   epoch are not seen, a different few each epoch. The loader's position is saved in checkpoints
-  (``state_dict``), so a run resumed mid-epoch continues the epoch rather than replaying it.
+  (``state_dict``), so a run resumed mid-epoch continues the epoch where it stopped: no sample
+  replayed or skipped, loader workers or not (what a worker read ahead is not counted), and the
+  epochs after it whole (:mod:`cvtasks.data.shard_loader`).
 * Validation and test read samples by index (LitData's random access) through the same loaders
   as loose files: in order, each sample exactly once under DDP.
+* Identity data trains in P x K batches, drawn up front from every sample's identity: its
+  training split is read by index too, through the reader's own sampler (and its split over
+  ranks and mid-epoch resumption), with the identities from the index's ``train_labels``.
 
 Samples come back through the reader's own dataset class (:mod:`cvtasks.data.shard_codecs`),
 with this config's ``augment``, ``image_size``, ``mean`` and ``std``.
@@ -28,12 +33,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from cvtasks.data.datamodule import VisionDataModule
+from cvtasks.data.identity_folders import identity_batch_loader
 from cvtasks.data.resumable import global_seed
-from cvtasks.data.shard_codecs import BY_NAME, ShardCodec
+from cvtasks.data.shard_codecs import BY_NAME, ShardCodec, Stored
+from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
 
 INDEX = "cvtasks_shards.json"
@@ -132,12 +140,16 @@ class ShardSplit(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Any:
+    def stored(self, index: int) -> Stored:
+        """Shard sample ``index`` as written (record, image bytes, extras)."""
         if self._stream is None:  # opened in the process that reads (each DataLoader worker)
             from litdata import StreamingDataset
 
             self._stream = StreamingDataset(self.input_dir, cache_dir=self.cache_dir)
-        return self.decoder(self._stream[int(index)])
+        return self._stream[int(index)]
+
+    def __getitem__(self, index: int) -> Any:
+        return self.decoder(self.stored(index), int(index))
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_stream": None}  # workers open their own
@@ -167,11 +179,27 @@ class ShardsDataModule(VisionDataModule):
         self.meta = read_index(self.root, index, cache_dir)  # first: it explains a wrong root
         super().__init__(**kwargs)
         self.codec: ShardCodec = BY_NAME[self.meta["codec"]]
+        compose = self.codec.compose_kwargs(self.meta["arguments"])
+        if compose:  # the reader's pipelines move boxes or points with the image
+            self._rebuild_pipelines(kwargs.get("augment"), compose)
+        self.sampler_seed = torch.initial_seed() % 2**32  # set by the run's `seed`
+        self.batching = self.meta["arguments"].get("batching", {})
         self.target_kind = self.codec.target_kind
         self.list_keys = self.codec.list_keys
         self.class_names = list(self.meta["class_names"])
         for key, value in self.meta.get("task_keys", {}).items():
             setattr(self, key, value)
+
+    def _rebuild_pipelines(self, augment: Any, compose: dict[str, Any]) -> None:
+        """The base's pipelines again, with the reader's box or point handling."""
+        size, mean, std, how = self.image_size, self.mean, self.std, self.interpolation
+        seed = torch.initial_seed() % 2**32
+        self.train_transform = build_pipeline(
+            augment, size, mean, std, True, interpolation=how, seed=seed, **compose
+        )
+        self.eval_transform = build_pipeline(
+            augment, size, mean, std, False, crop_pct=self.crop_pct, interpolation=how, **compose
+        )
 
     def discover_class_names(self) -> list[str]:
         """From the index."""
@@ -179,43 +207,41 @@ class ShardsDataModule(VisionDataModule):
 
     def empty_batch(self) -> dict[str, Any]:
         """The image batch of none, with the codec's zero-length targets."""
-        batch = super().empty_batch()
-        del batch["label"]
-        height, width = self.image_size
-        return {**batch, **self.codec.empty_targets(height, width, self.num_classes)}
+        return self.codec.empty_batch(super().empty_batch(), self.meta)
 
-    def _decoder(self, train: bool) -> Any:
-        transform = self.train_transform if train else self.eval_transform
-        return self.codec.decoder(self.meta["arguments"], transform, self.on_bad_image)
+    def _decoder(self, split: str) -> Any:
+        transform = self.train_transform if split == "train" else self.eval_transform
+        return self.codec.decoder(self.meta["arguments"], transform, self.on_bad_image, split)
 
     def setup(self, stage: str | None = None) -> None:
-        """The val and test splits (read by index); train is streamed by its loader."""
-        splits = self.meta["splits"]
-        for split in ("val", "test"):
-            if split in splits and getattr(self, f"{split}_dataset") is None:
-                decoder = self._decoder(False)
-                self.codec.for_split(decoder.view, split)
-                dataset = ShardSplit(join(self.root, split), splits[split], decoder, self.cache_dir)
+        """Every split, read by index (training streams the train split with its own loader)."""
+        for split, length in self.meta["splits"].items():
+            if getattr(self, f"{split}_dataset") is None:
+                dataset = ShardSplit(
+                    join(self.root, split), length, self._decoder(split), self.cache_dir
+                )
                 setattr(self, f"{split}_dataset", dataset)
-        if "train" in splits:
-            self.train_dataset = ShardSplit(
-                join(self.root, "train"), splits["train"], self._decoder(True), self.cache_dir
-            )
+        self.predict_dataset = self.test_dataset
 
     def train_dataloader(self) -> DataLoader:
         """LitData's streaming loader: shuffled from the run's seed, split over every process.
 
         Made here, after the processes have joined, so that LitData sees them all.
         """
-        from litdata import StreamingDataLoader, StreamingDataset
+        from litdata import StreamingDataset
+
+        from cvtasks.data.shard_loader import StreamingLoader
 
         if "train" not in self.meta["splits"]:
             raise RuntimeError(f"data.root={self.root} has no train split")
+        if not self.codec.streams_training:  # the reader's sampler, samples read by index
+            self.setup("fit")
+            return identity_batch_loader(self, self.train_dataset, self.meta["train_labels"])
         stream = StreamingDataset(
             join(self.root, "train"),
             cache_dir=self.cache_dir,
             shuffle=True,
             seed=global_seed() % 2**32,  # LitData seeds NumPy with it
-            transform=self._decoder(True),
+            transform=self._decoder("train"),
         )
-        return StreamingDataLoader(stream, **self.loader_options())
+        return StreamingLoader(stream, **self.loader_options())

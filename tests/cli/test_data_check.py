@@ -288,3 +288,63 @@ def test_a_bad_command_line_ends_with_one_line_and_status_2(args, message, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert re.search(message, err), err
+
+
+# -- shards --------------------------------------------------------------------------------------
+def shards_of(tmp_path: Path, *data: str) -> Path:
+    """``data convert`` of ``data`` into ``tmp_path/shards``."""
+    from cvtasks.cli.data_convert import main as convert
+
+    out = tmp_path / "shards"
+    assert convert([*data, f"output={out}", "shard_size=4"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ("task=detection", "data=digits_detection", "data.num_train=12", "data.num_val=4"),
+        ("task=landmarks", "data=synthetic_faces", "data.num_train=12", "data.num_val=4"),
+        ("task=siamese", "data=digits_identities"),
+    ],
+    ids=["objects", "keypoints", "identities"],
+)
+def test_shards_report_what_their_loose_files_report(tmp_path, capsys, data):
+    data = (*data, "data.num_test=4") if "data.num_val=4" in data else data
+    _code, loose = check_json(capsys, *data)
+    out = shards_of(tmp_path, *data)
+    capsys.readouterr()
+    code, shards = check_json(capsys, data[0], "data=shards", f"data.root={out}")
+    assert code == 0 and shards["clean"] and loose["clean"]
+    for split in SPLITS:  # the same images, counts and sizes, read back from the shards
+        assert shards["splits"][split] == loose["splits"][split], split
+
+
+def test_an_unreadable_image_in_shards_is_named(tmp_path, capsys):
+    root = class_folders(tmp_path / "data")
+    bad = root / "val" / "dog" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but nothing else")  # written as it is, bytes unread
+    out = shards_of(tmp_path, "data=image_folder", f"data.root={root}")
+    capsys.readouterr()
+    code, report = check_json(capsys, "data=shards", f"data.root={out}")
+    assert code == 1
+    (fault,) = report["faults"]
+    assert (fault["kind"], fault["split"], fault["where"]) == ("unreadable", "val", str(bad))
+    assert fault["message"] == f"UnidentifiedImageError: cannot identify image file {str(bad)!r}"
+
+
+def test_a_duplicate_image_across_splits_of_shards_is_listed_by_content(tmp_path, capsys):
+    root = class_folders(tmp_path / "data")
+    copy = root / "test" / "cat" / "copy.png"
+    shutil.copy(root / "train" / "dog" / "1.png", copy)
+    out = shards_of(tmp_path, "data=image_folder", f"data.root={root}")
+    shutil.rmtree(root)  # the shards alone: the bytes they hold are compared
+    capsys.readouterr()
+    code, report = check_json(capsys, "data=shards", f"data.root={out}")
+    assert code == 1
+    assert report["duplicates"] == [
+        [
+            {"split": "test", "path": str(copy)},
+            {"split": "train", "path": str(root / "train" / "dog" / "1.png")},
+        ]
+    ]

@@ -85,6 +85,80 @@ def test_shards_give_the_readers_own_evaluation_samples(compose_train, tmp_path,
         _same_samples(loose, shards, split)
 
 
+#: built-in data of each remaining kind of target, small
+BUILT_IN = {
+    "boxes": ("task=localization", "data=digits_localization", "backbone=lenet5"),
+    "objects": (
+        "task=detection",
+        "data=digits_detection",
+        "data.num_train=24",
+        "data.num_val=8",
+        "data.num_test=8",
+    ),
+    "keypoints": (
+        "task=landmarks",
+        "data=synthetic_faces",
+        "data.num_train=24",
+        "data.num_val=8",
+        "data.num_test=8",
+    ),
+    "identities": ("task=siamese", "data=digits_identities", "backbone=lenet5"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BUILT_IN))
+def test_every_kind_of_target_comes_back_as_the_readers_sample(compose_train, tmp_path, kind):
+    """Boxes (moved by the pipelines' box handling), detection lists, keypoints with their flip
+    pairs, identities and evaluation pairs: every split's samples equal the loose files'."""
+    reader = (*BUILT_IN[kind], "data.augment=[]")  # a deterministic training pipeline too
+    cfg, _meta, out = _converted(compose_train, tmp_path, reader, shard_size="8")
+    loose = build_datamodule(cfg)
+    loose.setup("test")
+    task, *rest = reader
+    backbone = [o for o in rest if o.startswith("backbone=")]
+    shards = build_datamodule(
+        compose_train(task, "data=shards", f"data.root={out}", "data.augment=[]", *backbone)
+    )
+    shards.setup("fit")
+    for split in ("val", "test"):
+        _same_samples(loose, shards, split)
+    # the training split, written in the seeded order: shard sample i is loose sample order[i]
+    listed = len(loose.train_dataset)
+    order = torch.randperm(listed, generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    for i in (0, 1, listed - 1):
+        x, y = loose.train_dataset[order[i]], shards.train_dataset[i]
+        for key in x:
+            if key == "index":
+                assert y[key] == i
+            elif isinstance(x[key], torch.Tensor):
+                assert torch.equal(x[key], y[key]), (i, key)
+    for key in ("keypoint_names", "flip_pairs", "skeleton"):
+        if hasattr(loose, key):
+            assert list(map(list, getattr(shards, key))) == list(map(list, getattr(loose, key)))
+    empty = shards.empty_batch()
+    assert set(empty) == set(loose.empty_batch())
+    assert shards.list_keys == loose.list_keys
+
+
+def test_identity_shards_train_in_p_by_k_batches_of_the_indexed_labels(compose_train, tmp_path):
+    reader = BUILT_IN["identities"]
+    cfg, meta, out = _converted(compose_train, tmp_path, reader)
+    assert len(meta["train_labels"]) == meta["splits"]["train"]
+    shards = build_datamodule(
+        compose_train("task=siamese", "data=shards", f"data.root={out}", "backbone=lenet5")
+    )
+    shards.setup("fit")
+    batch = next(iter(shards.train_dataloader()))
+    p, k = cfg.data.identities_per_batch, cfg.data.images_per_identity
+    counts = torch.bincount(batch["identity"])
+    assert len(batch["identity"]) == p * k and sorted(counts[counts > 0].tolist()) == [k] * p
+    # each image is of the identity the index says (the record's own label)
+    stream = shards.train_dataset
+    for index in range(0, len(stream), 97):
+        record = json.loads(stream.stored(index)["record"])
+        assert meta["train_labels"][index] == record["label"] == stream[index]["identity"]
+
+
 def test_the_training_split_is_written_in_a_seeded_random_order(compose_train, tmp_path):
     from litdata import StreamingDataset
 
@@ -170,8 +244,12 @@ def test_convert_refuses_to_overwrite_and_parses_its_options(compose_train, tmp_
     assert (tmp_path / "shards" / "keep.txt").exists()
 
 
-def test_readers_without_a_codec_say_what_converts(compose_train, tmp_path):
-    cfg = compose_train("task=siamese", "data=digits_identities", "data.num_workers=0")
-    with pytest.raises(ValueError, match=r"cannot be written as shards yet.*ImageFolderDataset"):
+def test_readers_without_a_codec_say_what_converts(compose_train, tmp_path, monkeypatch):
+    from cvtasks.data.image_folder import ImageFolderDataset
+    from cvtasks.data.shard_codecs import CODECS
+
+    monkeypatch.delitem(CODECS, ImageFolderDataset)  # as a plugin's dataset class would be
+    cfg = compose_train("data=image_folder", f"data.root={_class_folders(tmp_path / 'r')}")
+    with pytest.raises(ValueError, match=r"cannot be written as shards.*MultilabelDataset"):
         convert(cfg, ConvertOptions(output=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()  # nothing half-written

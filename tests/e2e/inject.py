@@ -4,7 +4,7 @@ Fault injectors, added as ``+callbacks.<name>._target_=tests.e2e.inject.KillAt``
 ``+callbacks.<name>.step=N``), each act once, at a given global step of training, on every
 process. :class:`RecordReturn`, a Hydra callback (``+hydra.callbacks.record._target_=...``),
 writes down what each job returned to Hydra (to its sweeper, in a multirun); :class:`RecordLosses`
-writes down every training step's loss.
+writes down every training step's loss, :class:`RecordLabels` the labels each step trained on.
 """
 
 from __future__ import annotations
@@ -66,6 +66,14 @@ class OomAt(_AtStep):
         )
 
 
+def _append_line(path: Path, line: dict[str, Any]) -> None:
+    """Append one JSON line to ``path``, on disk (``fsync``) before returning."""
+    with path.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class RecordLosses(pl.Callback):
     """Append each training step's loss to a JSON-lines file, one line per step.
 
@@ -98,10 +106,38 @@ class RecordLosses(pl.Callback):
             "batch": batch_idx,
             "loss": float(loss),
         }
-        with self.path.open("a") as f:
-            f.write(json.dumps(line) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_line(self.path, line)
+
+
+class RecordLabels(pl.Callback):
+    """Append the labels of each training batch to a JSON-lines file, one line per step.
+
+    As :class:`RecordLosses`: on disk before the next step, appended to by a resumed run.
+
+    Args:
+        path: the file; ``{"step", "epoch", "batch", "labels"}`` per line, ``labels`` being the
+            batch's ``label`` tensor as a list.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Write down the labels this step trained on."""
+        line = {
+            "step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "batch": batch_idx,
+            "labels": batch["label"].tolist(),
+        }
+        _append_line(self.path, line)
 
 
 #: the file :class:`RecordReturn` writes into each job's output folder

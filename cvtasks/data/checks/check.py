@@ -85,12 +85,13 @@ def check_datamodule(datamodule: Any, data_name: str) -> DataReport:
     report.faults = read_annotations(datamodule)
     if any(f.kind == "unusable" for f in report.faults):
         return report
-    files = {}
+    files, digests = {}, {}
     for split, dataset in split_datasets(datamodule):
         samples = inspect_split(dataset, datamodule)
         report.splits[split] = SplitSummary.of(samples)
         files[split] = [record.path for record in samples.records]
+        digests.update({r.path: r.digest for r in samples.records if r.digest})
         report.faults += [replace(f, split=split) for r in samples.records for f in r.faults]
-    report.duplicates = duplicates_across_splits(files)
+    report.duplicates = duplicates_across_splits(files, digests)
     report.faults += [duplicate_fault(group) for group in report.duplicates]
     return report

@@ -116,7 +116,7 @@ def file_hash(path: str) -> str | None:
 
 
 def duplicates_across_splits(
-    files: Mapping[str, Iterable[str]],
+    files: Mapping[str, Iterable[str]], digests: Mapping[str, str] | None = None
 ) -> list[list[tuple[str, str]]]:
     """Groups of distinct files with the same bytes found in more than one split.
 
@@ -125,6 +125,7 @@ def duplicates_across_splits(
 
     Args:
         files: the image files of each split.
+        digests: hashes already known by path (images read from shards, not from files).
 
     Returns:
         Each group as sorted ``(split, path)`` pairs; groups sorted by their first pair.
@@ -132,7 +133,7 @@ def duplicates_across_splits(
     by_hash: dict[str, set[tuple[str, str]]] = {}
     for split, paths in files.items():
         for path in set(paths):
-            digest = file_hash(path)
+            digest = (digests or {}).get(path) or file_hash(path)
             if digest is not None:
                 by_hash.setdefault(digest, set()).add((split, path))
     groups = [

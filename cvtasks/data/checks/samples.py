@@ -9,6 +9,7 @@ its annotation that the reader left to the checker.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from cvtasks.data.keypoint_dataset import KeypointDataset
 from cvtasks.data.mask_dataset import ImageMaskDataset
 from cvtasks.data.masks import BadMaskError
 from cvtasks.data.multilabel import MultilabelDataset
+from cvtasks.data.shards import ShardSplit
 from cvtasks.ops.masks import IGNORE_INDEX
 
 #: the unit of identity splits: their counts are keyed by identity
@@ -43,12 +45,15 @@ class ImageRecord:
         size: ``(height, width)`` as read, ``None`` when it could not be read.
         counts: what the image counts towards, by class (or point, or identity) name.
         faults: what is wrong with it.
+        digest: the hash of the image's bytes when they were not read from ``path`` (shards);
+            ``None``: hash the file.
     """
 
     path: str
     size: tuple[int, int] | None = None
     counts: Counter[str] = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
+    digest: str | None = None
 
 
 @dataclass
@@ -179,6 +184,31 @@ def _generic(dataset: Any) -> SplitSamples:
     return SplitSamples("images", _each(items, load))
 
 
+def _shards(split: ShardSplit, datamodule: Any) -> SplitSamples:
+    """Each shard sample through a one-sample dataset of the reader's class, as training decodes
+    it; an image in several samples (objects of one image, pairs) is one record."""
+    by_path: dict[str, ImageRecord] = {}
+    unit, note = "images", None
+    for index in range(len(split)):
+        stored = split.stored(index)
+        found = inspect_split(split.decoder.filled(stored), datamodule)
+        unit, note = found.unit, found.note
+        hashes = {key: stored_hash(stored[key]) for key in ("image", "image_b") if key in stored}
+        for record, key in zip(found.records, hashes):
+            record.digest = hashes[key]
+            seen = by_path.setdefault(record.path, record)
+            if seen is not record and unit != IDENTITY_UNIT:  # pairs repeat images; objects add
+                seen.counts.update(record.counts)
+                seen.faults.extend(record.faults)
+    return SplitSamples(unit, list(by_path.values()), note)
+
+
+def stored_hash(data: Any) -> str:
+    """BLAKE2b (hex) of stored bytes, as :func:`~cvtasks.data.checks.report.file_hash` hashes
+    files."""
+    return hashlib.blake2b(bytes(data), digest_size=20).hexdigest()
+
+
 def inspect_split(dataset: Dataset, datamodule: Any) -> SplitSamples:
     """Read every image of a split's dataset with its own loader and note what it holds.
 
@@ -190,6 +220,8 @@ def inspect_split(dataset: Dataset, datamodule: Any) -> SplitSamples:
         One record per distinct image, and what the counts count.
     """
     names = list(getattr(datamodule, "class_names", []))
+    if isinstance(dataset, ShardSplit):
+        return _shards(dataset, datamodule)
     if isinstance(dataset, KeypointDataset):
         return _keypoints(dataset, list(datamodule.keypoint_names))
     if isinstance(dataset, MultilabelDataset):
