@@ -144,3 +144,18 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path):
     resumed = train(tmp_path, None, f"ckpt_path={last}", here=True)
     resumed.run_dir = run_dir
     assert resumed.check().metrics["global_step"] == 8
+
+
+def test_sigkill_before_the_first_validation_resumes_from_the_last_step_saved(tmp_path):
+    run_dir, losses = tmp_path / "killed", tmp_path / "killed.jsonl"
+    # killed before step 3: epoch 0, batch 2, before any validation has scored the weights
+    killed = train(tmp_path, run_dir, *inject("KillAt", 2), *record_losses(losses))
+    assert killed.proc.returncode == -signal.SIGKILL
+    saved = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    assert [p.name for p in saved] == ["last.ckpt"]  # no score yet: no best.ckpt
+    assert torch.load(saved[0], weights_only=True)["global_step"] == 2
+
+    resumed = train(tmp_path, run_dir, "ckpt_path=last", *record_losses(losses), here=True)
+    assert resumed.check().metrics["global_step"] == 8
+    steps = [s[:3] for s in step_losses(losses)]
+    assert steps == [(1, 0, 0), (2, 0, 1), (3, 0, 2), (4, 0, 3)] + [(5 + b, 1, b) for b in range(4)]
