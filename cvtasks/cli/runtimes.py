@@ -205,10 +205,22 @@ class RuntimeNetwork(nn.Module):
     moves the task to, and its answers come back to the device of the images.
     """
 
-    def __init__(self, runner: Runner, raw: RawNetwork) -> None:
+    def __init__(self, runner: Runner, raw: RawNetwork, net: nn.Module) -> None:
         super().__init__()
         self.__dict__["runner"] = runner
         self.__dict__["raw"] = raw
+        self.__dict__["net"] = net
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The replaced network's backbone (its reductions, for tasks that read them)."""
+        return self.net.backbone
+
+    @property
+    def head(self) -> nn.Module:
+        """The replaced network's head: losses and metrics decode raw outputs with it
+        (heatmap strides, keypoint decoding); it computes nothing here."""
+        return self.net.head
 
     def forward(self, images: torch.Tensor) -> Any:
         """The raw outputs, in the network's form (a tensor or a dict)."""
@@ -218,7 +230,7 @@ class RuntimeNetwork(nn.Module):
 def scoring_task(model: TrainedModel, runner: Runner, raw: RawNetwork) -> nn.Module:
     """A copy of the checkpoint's task whose network is ``runner``."""
     task = copy.deepcopy(model.task)
-    task.net = RuntimeNetwork(runner, raw)
+    task.net = RuntimeNetwork(runner, raw, task.net)
     return task.eval()
 
 

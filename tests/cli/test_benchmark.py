@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from cvtasks.cli.benchmark import (
     COLUMNS,
@@ -119,3 +120,31 @@ def test_a_tiny_checkpoint_in_torch_and_onnx(tiny_checkpoint, tmp_path):
     assert cvtasks("evaluate", *args, "trainer.accelerator=cpu", cwd=tmp_path).returncode == 0
     evaluated = json.loads((evaluation / "metrics.json").read_text())
     assert scores["torch"]["test/miou"] == pytest.approx(evaluated["test/miou"], abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["landmarks", "localization", "classification"])
+def test_a_runtime_in_the_task_s_place_scores_as_the_task_does(tiny_checkpoint, name):
+    """The test loop's loss reads the head (keypoint decoding, strides): the runtime's copy of
+    the task keeps it, and the same network gives the same loss through the torch runner."""
+    from cvtasks.cli.common import load_trained
+    from cvtasks.cli.runtimes import make_runner, raw_network, scoring_task
+
+    model = load_trained(tiny_checkpoint(name))
+    raw = raw_network(model)
+    runner = make_runner("torch", model, raw, torch.device("cpu"), folder=None)
+    scored = scoring_task(model, runner, raw)
+    images = torch.randn(2, model.channels, *model.image_size, generator=torch.Generator())
+    k = getattr(model.task, "num_keypoints", 1)
+    batch = {
+        "image": images,
+        "label": torch.tensor([1, 0]),
+        "box": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.4, 0.6, 0.3, 0.2]]),
+        "keypoints": torch.rand(2, k, 2, generator=torch.Generator().manual_seed(1)),
+        "visible": torch.ones(2, k, dtype=torch.bool),
+        "orig_size": torch.tensor([[64, 64], [64, 64]]),
+    }
+    task = model.task.eval()
+    with torch.no_grad():
+        expected = task.compute_loss(task(images), batch)
+        got = scored.compute_loss(scored(images), batch)
+    assert scored.head is not None and torch.allclose(got, expected, atol=1e-4), (got, expected)
