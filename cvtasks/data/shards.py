@@ -234,14 +234,14 @@ class ShardsDataModule(VisionDataModule):
 
         if "train" not in self.meta["splits"]:
             raise RuntimeError(f"data.root={self.root} has no train split")
+        self.setup("fit")
         if not self.codec.streams_training:  # the reader's sampler, samples read by index
-            self.setup("fit")
             return identity_batch_loader(self, self.train_dataset, self.meta["train_labels"])
         stream = StreamingDataset(
             join(self.root, "train"),
             cache_dir=self.cache_dir,
             shuffle=True,
             seed=global_seed() % 2**32,  # LitData seeds NumPy with it
-            transform=self._decoder("train"),
+            transform=self.train_dataset.decoder,  # the training split's own decoder
         )
         return StreamingLoader(stream, **self.loader_options())
