@@ -1,6 +1,7 @@
 """What the training switches do to the built-in recipes: test metric and time, one run each.
 
-    python benchmarks/recipes.py --recipe digits [--switches default ema mixup ...] [--seed 0]
+    python benchmarks/recipes.py --recipe digits|shapes|faces|identities|gray25
+        [--switches default ema mixup ...] [--seed 0]
         [--results "Switches, digits, CPU"]
 
 Each switch is a set of ``train.py`` overrides added to the recipe's own; every run is
@@ -31,6 +32,8 @@ RECIPES: dict[str, dict[str, object]] = {
     "digits": {"overrides": [], "metric": "test/acc"},
     "shapes": {"overrides": ["task=segmentation"], "metric": "test/miou"},
     "gray25": {"overrides": ["data=image_folder"], "metric": "test/acc"},
+    "faces": {"overrides": ["task=landmarks"], "metric": "test/nme"},
+    "identities": {"overrides": ["task=siamese"], "metric": "test/auc"},
 }
 
 SWITCHES: dict[str, list[str]] = {
