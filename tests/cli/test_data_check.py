@@ -306,8 +306,9 @@ def shards_of(tmp_path: Path, *data: str) -> Path:
         ("task=detection", "data=digits_detection", "data.num_train=12", "data.num_val=4"),
         ("task=landmarks", "data=synthetic_faces", "data.num_train=12", "data.num_val=4"),
         ("task=siamese", "data=digits_identities"),
+        ("task=localization", "data=digits_localization"),
     ],
-    ids=["objects", "keypoints", "identities"],
+    ids=["objects", "keypoints", "identities", "box"],
 )
 def test_shards_report_what_their_loose_files_report(tmp_path, capsys, data):
     data = (*data, "data.num_test=4") if "data.num_val=4" in data else data
