@@ -23,7 +23,7 @@ SMALL_FACES = (
 TASKS = {
     "classification": (),
     "localization": ("task=localization",),
-    "landmarks": ("task=landmarks",),
+    "landmarks": ("task=landmarks", "data.num_train=64", "data.num_val=16", "data.num_test=16"),
     "segmentation": ("task=segmentation",),
     "siamese": ("task=siamese", *SMALL_FACES),
     "detection": ("task=detection", "data.num_train=48", "data.num_val=16", "data.num_test=16"),

@@ -19,7 +19,8 @@ def ok(proc):
 
 
 def test_landmarks_predict_and_evaluate_with_flip(run_train, tmp_path):
-    run = run_train("task=landmarks", *TINY).check()
+    small = ("data.num_train=64", "data.num_val=16", "data.num_test=16")
+    run = run_train("task=landmarks", *small, *TINY).check()
     ckpt = run.run_dir / "checkpoints" / "best.ckpt"
     hparams = torch.load(ckpt, map_location="cpu", weights_only=True)["hyper_parameters"]
     # the built-in faces' pairs, as their flip augmentation swaps them
