@@ -90,6 +90,15 @@ def box_params(out_of_frame: str, min_visibility: float) -> A.BboxParams:
     )
 
 
+def empty_box_targets() -> dict[str, torch.Tensor]:
+    """The targets of a batch of no image besides ``label``: box, original size, index."""
+    return {
+        "box": torch.empty(0, 4, dtype=torch.float32),
+        "orig_size": torch.empty(0, 2, dtype=torch.int64),
+        "index": torch.empty(0, dtype=torch.int64),
+    }
+
+
 class BoxDataset(AnnotatedImages):
     """Images with one box (or none), read, checked against their declared size and transformed.
 
@@ -181,9 +190,4 @@ class BoxDataModule(AnnotatedDataModule):
 
     def empty_batch(self) -> dict[str, torch.Tensor]:
         """The base's empty batch plus zero-length ``box``, ``orig_size`` and ``index``."""
-        return {
-            **super().empty_batch(),
-            "box": torch.empty(0, 4, dtype=torch.float32),
-            "orig_size": torch.empty(0, 2, dtype=torch.int64),
-            "index": torch.empty(0, dtype=torch.int64),
-        }
+        return {**super().empty_batch(), **empty_box_targets()}

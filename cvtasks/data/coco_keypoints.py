@@ -33,6 +33,7 @@ from cvtasks.data.keypoint_dataset import (
     KeypointSample,
     KeypointTransform,
     check_flip_pairs,
+    empty_keypoint_targets,
     infer_flip_pairs,
     keypoint_compose_kwargs,
     resolve_pairs,
@@ -385,14 +386,7 @@ class CocoKeypointsDataModule(VisionDataModule):
 
     def empty_batch(self) -> dict[str, torch.Tensor]:
         """The base's empty batch plus zero-length keypoint targets."""
-        k = self.num_keypoints
-        batch = super().empty_batch()
-        del batch["label"]
-        batch.update(
-            keypoints=torch.empty(0, k, 2),
-            visible=torch.empty(0, k, dtype=torch.bool),
-            box=torch.empty(0, 4),
-            orig_size=torch.empty(0, 2, dtype=torch.int64),
-            offset=torch.empty(0, 2),
-        )
-        return batch
+        return {
+            "image": super().empty_batch()["image"],
+            **empty_keypoint_targets(self.num_keypoints),
+        }

@@ -37,6 +37,7 @@ __all__ = [
     "DetectionSample",
     "Splits",
     "detection_box_params",
+    "empty_detection_targets",
 ]
 
 DETECTION_KEYS = ("boxes", "labels", "crowd")
@@ -76,6 +77,15 @@ def detection_box_params(min_visibility: float) -> A.BboxParams:
         min_visibility=min_visibility,
         check_each_transform=False,  # filter once, after the pipeline
     )
+
+
+def empty_detection_targets() -> dict[str, Any]:
+    """The targets of a batch of no image: empty lists, original sizes and indices."""
+    return {
+        **{key: [] for key in DETECTION_KEYS},
+        "orig_size": torch.empty(0, 2, dtype=torch.int64),
+        "index": torch.empty(0, dtype=torch.int64),
+    }
 
 
 class DetectionDataset(AnnotatedImages):
@@ -160,9 +170,4 @@ class DetectionDataModule(AnnotatedDataModule):
 
     def empty_batch(self) -> dict[str, Any]:
         """The batch of a batch whose images were all skipped: zero images, empty lists."""
-        batch: dict[str, Any] = super().empty_batch()
-        del batch["label"]
-        batch.update({key: [] for key in DETECTION_KEYS})
-        batch["orig_size"] = torch.empty(0, 2, dtype=torch.int64)
-        batch["index"] = torch.empty(0, dtype=torch.int64)
-        return batch
+        return {"image": super().empty_batch()["image"], **empty_detection_targets()}

@@ -145,6 +145,16 @@ class PairDataset(Dataset):
         }
 
 
+def empty_identity_batch(image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every key of a training or a pair batch, of no sample (``image``: zero images)."""
+    return {
+        "image": image,
+        "identity": torch.empty(0, dtype=torch.int64),
+        "image_b": image.clone(),
+        "same": torch.empty(0, dtype=torch.int64),
+    }
+
+
 # -- the data module ----------------------------------------------------------------------------
 @DATASETS.register("identity_folders")
 class IdentityFoldersDataModule(VisionDataModule):
@@ -343,13 +353,7 @@ class IdentityFoldersDataModule(VisionDataModule):
 
     def empty_batch(self) -> dict[str, torch.Tensor]:
         """Zero-length tensors of every key of a training or a pair batch."""
-        batch = super().empty_batch()
-        return {
-            "image": batch["image"],
-            "identity": torch.empty(0, dtype=torch.int64),
-            "image_b": batch["image"].clone(),
-            "same": torch.empty(0, dtype=torch.int64),
-        }
+        return empty_identity_batch(super().empty_batch()["image"])
 
     def train_dataloader(self) -> DataLoader:
         """P x K batches from :class:`IdentityBatchSampler` (one share per process under DDP)."""

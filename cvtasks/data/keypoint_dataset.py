@@ -206,6 +206,18 @@ def crop_window(
     return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
 
 
+def empty_keypoint_targets(num_keypoints: int) -> dict[str, torch.Tensor]:
+    """The targets of a batch of no image: points, visibility, box, frame size and offset."""
+    k = num_keypoints
+    return {
+        "keypoints": torch.empty(0, k, 2),
+        "visible": torch.empty(0, k, dtype=torch.bool),
+        "box": torch.empty(0, 4),
+        "orig_size": torch.empty(0, 2, dtype=torch.int64),
+        "offset": torch.empty(0, 2),
+    }
+
+
 class KeypointDataset(ImageFolderDataset):
     """Keypoint samples read with :func:`~cvtasks.data.images.read_image` and transformed.
 

@@ -23,6 +23,11 @@ from cvtasks.data.image_folder import ImageFolderDataset, stratified_split
 SPLITS = ("train", "val", "test")
 
 
+def empty_label_sets(num_classes: int) -> dict[str, torch.Tensor]:
+    """The targets of a batch of no image: ``labels: float[0, C]``."""
+    return {"labels": torch.empty(0, num_classes, dtype=torch.float32)}
+
+
 @dataclass(frozen=True)
 class LabelledImage:
     """One image and the names of the classes in it.
@@ -172,7 +177,7 @@ class MultilabelDataModule(VisionDataModule):
         height, width = self.image_size
         return {
             "image": torch.empty(0, len(self.mean), height, width, dtype=torch.float32),
-            "labels": torch.empty(0, self.num_classes, dtype=torch.float32),
+            **empty_label_sets(self.num_classes),
         }
 
     def setup(self, stage: str | None = None) -> None:

@@ -19,9 +19,18 @@ from cvtasks.data.masks import LOSSY_MASKS
 from cvtasks.data.transforms import build_pipeline
 from cvtasks.ops.masks import IGNORE_INDEX
 
-__all__ = ["MAX_CLASSES", "SegmentationDataModule"]
+__all__ = ["MAX_CLASSES", "SegmentationDataModule", "empty_mask_targets"]
 
 MAX_CLASSES = IGNORE_INDEX  # indices 0..254; 255 is the ignore index
+
+
+def empty_mask_targets(height: int, width: int) -> dict[str, Any]:
+    """The targets of a batch of no image: masks, original sizes, no original masks."""
+    return {
+        "mask": torch.empty(0, height, width, dtype=torch.int64),
+        "orig_size": torch.empty(0, 2, dtype=torch.int64),
+        "orig_mask": [],
+    }
 
 
 class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
@@ -104,7 +113,5 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
         height, width = self.image_size
         return {
             "image": torch.empty(0, len(self.mean), height, width, dtype=torch.float32),
-            "mask": torch.empty(0, height, width, dtype=torch.int64),
-            "orig_size": torch.empty(0, 2, dtype=torch.int64),
-            "orig_mask": [],
+            **empty_mask_targets(height, width),
         }

@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from cvtasks.data.identity_folders import IdentityImageDataset, PairDataset
+from cvtasks.data.identity_folders import (
+    IdentityImageDataset,
+    PairDataset,
+    empty_identity_batch,
+)
 from cvtasks.data.image_folder import ImageFolderDataset
 from cvtasks.data.images import decode_image
 from cvtasks.data.shard_codecs.base import ShardCodec, Stored, image_loader
@@ -33,12 +35,7 @@ class IdentityCodec(ShardCodec):
     indexes_labels = True
 
     def empty_batch(self, base, meta):
-        return {
-            "image": base["image"],
-            "identity": torch.empty(0, dtype=torch.int64),
-            "image_b": base["image"].clone(),
-            "same": torch.empty(0, dtype=torch.int64),
-        }
+        return empty_identity_batch(base["image"])
 
     def datamodule_arguments(self, datamodule: Any) -> dict[str, Any]:
         return {"batching": dict(datamodule.batching)}  # P, K and chunks of the training batches

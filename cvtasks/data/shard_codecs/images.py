@@ -12,7 +12,8 @@ from PIL import Image
 from cvtasks.data.image_folder import ImageFolderDataset
 from cvtasks.data.images import decode_image, decode_indices
 from cvtasks.data.mask_dataset import ImageMaskDataset
-from cvtasks.data.multilabel import MultilabelDataset
+from cvtasks.data.multilabel import MultilabelDataset, empty_label_sets
+from cvtasks.data.segmentation_datamodule import empty_mask_targets
 from cvtasks.data.shard_codecs.base import ShardCodec, Stored, image_loader
 
 
@@ -43,8 +44,7 @@ class LabelSetCodec(LabelCodec):
     target_kind = "label_set"
 
     def empty_batch(self, base, meta):
-        num_classes = len(meta["class_names"])
-        return {"image": base["image"], "labels": torch.empty(0, num_classes)}
+        return {"image": base["image"], **empty_label_sets(len(meta["class_names"]))}
 
     def record(self, dataset: MultilabelDataset, index: int) -> dict[str, Any]:
         row = dataset.targets[index]
@@ -74,13 +74,8 @@ class MaskCodec(ShardCodec):
     list_keys = ("orig_mask",)
 
     def empty_batch(self, base, meta):
-        _n, _c, height, width = base["image"].shape
-        return {
-            "image": base["image"],
-            "mask": torch.empty(0, height, width, dtype=torch.int64),
-            "orig_size": torch.empty(0, 2, dtype=torch.int64),
-            "orig_mask": [],
-        }
+        height, width = base["image"].shape[-2:]
+        return {"image": base["image"], **empty_mask_targets(height, width)}
 
     def encode(self, dataset: ImageMaskDataset, index: int) -> Stored:
         _image, mask = dataset.load(index)  # read and checked as training reads them

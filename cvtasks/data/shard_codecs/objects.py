@@ -13,14 +13,19 @@ from typing import Any
 
 import albumentations as A
 import numpy as np
-import torch
 
-from cvtasks.data.boxes import BoxDataset, BoxSample
-from cvtasks.data.detection import DETECTION_KEYS, DetectionDataset, DetectionSample
+from cvtasks.data.boxes import BoxDataset, BoxSample, empty_box_targets
+from cvtasks.data.detection import (
+    DETECTION_KEYS,
+    DetectionDataset,
+    DetectionSample,
+    empty_detection_targets,
+)
 from cvtasks.data.keypoint_dataset import (
     KeypointDataset,
     KeypointSample,
     KeypointTransform,
+    empty_keypoint_targets,
     keypoint_compose_kwargs,
 )
 from cvtasks.data.shard_codecs.base import ShardCodec, Stored, image_loader
@@ -29,14 +34,6 @@ from cvtasks.data.shard_codecs.base import ShardCodec, Stored, image_loader
 def _bbox_arguments(dataset: Any) -> dict[str, Any]:
     """The split pipeline's box handling, as ``A.BboxParams`` keywords."""
     return {"bbox_params": dataset.transform.processors["bboxes"].params.to_dict_private()}
-
-
-def _located() -> dict[str, Any]:
-    """The empty batch's size and split-index keys."""
-    return {
-        "orig_size": torch.empty(0, 2, dtype=torch.int64),
-        "index": torch.empty(0, dtype=torch.int64),
-    }
 
 
 class _AnnotatedCodec(ShardCodec):
@@ -69,7 +66,7 @@ class BoxCodec(_AnnotatedCodec):
     target_kind = "box"
 
     def empty_batch(self, base, meta):
-        return {**base, "box": torch.empty(0, 4), **_located()}
+        return {**base, **empty_box_targets()}
 
     def record(self, dataset: BoxDataset, index: int) -> dict[str, Any]:
         sample: BoxSample = dataset.samples[index]
@@ -100,7 +97,7 @@ class DetectionCodec(_AnnotatedCodec):
     list_keys = DETECTION_KEYS
 
     def empty_batch(self, base, meta):
-        return {"image": base["image"], **{key: [] for key in DETECTION_KEYS}, **_located()}
+        return {"image": base["image"], **empty_detection_targets()}
 
     def record(self, dataset: DetectionDataset, index: int) -> dict[str, Any]:
         sample: DetectionSample = dataset.samples[index]
@@ -136,14 +133,7 @@ class KeypointCodec(ShardCodec):
 
     def empty_batch(self, base, meta):
         k = int(meta["task_keys"]["num_keypoints"])
-        return {
-            "image": base["image"],
-            "keypoints": torch.empty(0, k, 2),
-            "visible": torch.empty(0, k, dtype=torch.bool),
-            "box": torch.empty(0, 4),
-            "orig_size": torch.empty(0, 2, dtype=torch.int64),
-            "offset": torch.empty(0, 2),
-        }
+        return {"image": base["image"], **empty_keypoint_targets(k)}
 
     def record(self, dataset: KeypointDataset, index: int) -> dict[str, Any]:
         sample: KeypointSample = dataset.keypoint_samples[index]
