@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
+from cvtasks.network_parts import NetworkParts
+
 if TYPE_CHECKING:
     from cvtasks.tasks.base import TaskModule
 
@@ -87,7 +89,7 @@ def transform(images: torch.Tensor, view: View, multiple: int = 1) -> torch.Tens
     return images.flip(-1) if view.flip else images
 
 
-class TestTimeAugmentation(nn.Module):
+class TestTimeAugmentation(NetworkParts, nn.Module):
     """A network run on every view of a batch, its outputs merged by the task.
 
     Args:
@@ -112,17 +114,6 @@ class TestTimeAugmentation(nn.Module):
         self.multiple = int(multiple)
         #: the name of the views (``tta=...``) when :func:`apply` made them
         self.mode: str | None = None
-
-    # the task reaches its parts through its network (``task.head.decode``, ``task.backbone``)
-    @property
-    def backbone(self) -> nn.Module:
-        """The wrapped network's backbone."""
-        return self.net.backbone
-
-    @property
-    def head(self) -> nn.Module:
-        """The wrapped network's head."""
-        return self.net.head
 
     def forward(self, images: torch.Tensor) -> Any:
         """The merged raw outputs of every view of ``images``, in the images' own frame."""

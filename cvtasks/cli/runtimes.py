@@ -26,6 +26,7 @@ from torch import nn
 from cvtasks.cli.common import TrainedModel
 from cvtasks.cli.export import FORMATS, export_onnx, export_program, export_torchscript
 from cvtasks.inference import Predictor, optimize_network
+from cvtasks.network_parts import NetworkParts
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +199,13 @@ def make_runner(
     return module_runner(fmt, load_program(path, device), device)
 
 
-class RuntimeNetwork(nn.Module):
+class RuntimeNetwork(NetworkParts, nn.Module):
     """A runtime in the place of a task's network, so that the task's own test loop scores it.
 
     The runner is kept outside the module tree: it stays on its own device whatever Lightning
-    moves the task to, and its answers come back to the device of the images.
+    moves the task to, and its answers come back to the device of the images. The replaced
+    network is kept too, out of the tree, for its parts: losses and metrics decode raw outputs
+    with its head (heatmap strides, keypoint decoding); it computes nothing here.
     """
 
     def __init__(self, runner: Runner, raw: RawNetwork, net: nn.Module) -> None:
@@ -210,17 +213,6 @@ class RuntimeNetwork(nn.Module):
         self.__dict__["runner"] = runner
         self.__dict__["raw"] = raw
         self.__dict__["net"] = net
-
-    @property
-    def backbone(self) -> nn.Module:
-        """The replaced network's backbone (its reductions, for tasks that read them)."""
-        return self.net.backbone
-
-    @property
-    def head(self) -> nn.Module:
-        """The replaced network's head: losses and metrics decode raw outputs with it
-        (heatmap strides, keypoint decoding); it computes nothing here."""
-        return self.net.head
 
     def forward(self, images: torch.Tensor) -> Any:
         """The raw outputs, in the network's form (a tensor or a dict)."""

@@ -21,6 +21,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 
 from cvtasks.backbones import validate_backbone
+from cvtasks.network_parts import NetworkParts
 from cvtasks.registry import BACKBONES, HEADS
 from cvtasks.tasks import transfer
 from cvtasks.tasks.deployment import DeploymentHooks
@@ -108,7 +109,9 @@ def class_names_for(
     return [str(name) for name in class_names]
 
 
-class TaskModule(DeploymentHooks, OptimizationHooks, pl.LightningModule, metaclass=ABCMeta):
+class TaskModule(
+    DeploymentHooks, OptimizationHooks, NetworkParts, pl.LightningModule, metaclass=ABCMeta
+):
     """Base LightningModule of every task.
 
     Args:
@@ -225,16 +228,6 @@ class TaskModule(DeploymentHooks, OptimizationHooks, pl.LightningModule, metacla
         """Per-image results in pixel units (the batch table of docs/architecture.md)."""
 
     # -- network -------------------------------------------------------------------------------
-    @property
-    def backbone(self) -> nn.Module:
-        """The feature extractor."""
-        return self.net.backbone
-
-    @property
-    def head(self) -> nn.Module:
-        """The task head."""
-        return self.net.head
-
     @property
     def run_device(self) -> torch.device:
         """The device the Trainer runs this module on (before it has been moved there)."""
