@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -74,19 +75,17 @@ def _append_line(path: Path, line: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-class RecordLosses(pl.Callback):
-    """Append each training step's loss to a JSON-lines file, one line per step.
-
-    Each line is on disk (``fsync``) before the next step starts, so a run killed later keeps
-    every line of the steps it finished; a resumed run appends to the same file.
-
-    Args:
-        path: the file; ``{"step", "epoch", "batch", "loss"}`` per line, ``step`` being the
-            global step after that batch's optimizer step.
-    """
+class _RecordSteps(pl.Callback, ABC):
+    """Append a JSON line per training step (``step``, ``epoch``, ``batch`` and what
+    :meth:`fields` gives) to a file, on disk (``fsync``) before the next step starts, so a run
+    killed later keeps every line of the steps it finished; a resumed run appends to it."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+
+    @abstractmethod
+    def fields(self, outputs: Any, batch: Any) -> dict[str, Any] | None:
+        """What this step's line records; ``None``: no line."""
 
     def on_train_batch_end(
         self,
@@ -96,48 +95,38 @@ class RecordLosses(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Write down this batch's loss."""
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:  # a skipped batch
+        """Write down this step's line."""
+        fields = self.fields(outputs, batch)
+        if fields is None:
             return
         line = {
             "step": trainer.global_step,
             "epoch": trainer.current_epoch,
             "batch": batch_idx,
-            "loss": float(loss),
+            **fields,
         }
         _append_line(self.path, line)
 
 
-class RecordLabels(pl.Callback):
-    """Append the labels of each training batch to a JSON-lines file, one line per step.
+class RecordLosses(_RecordSteps):
+    """Each training step's ``loss``, ``step`` being the global step after that batch's
+    optimizer step; a skipped batch writes no line."""
 
-    As :class:`RecordLosses`: on disk before the next step, appended to by a resumed run.
+    def fields(self, outputs: Any, batch: Any) -> dict[str, Any] | None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        return None if loss is None else {"loss": float(loss)}
 
-    Args:
-        path: the file; ``{"step", "epoch", "batch", "labels"}`` per line, ``labels`` being the
-            batch's ``label`` tensor as a list.
-    """
 
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
+class RecordLabels(_RecordSteps):
+    """The ``labels`` of each training batch (its ``label`` tensor as a list)."""
 
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        """Write down the labels this step trained on."""
-        line = {
-            "step": trainer.global_step,
-            "epoch": trainer.current_epoch,
-            "batch": batch_idx,
-            "labels": batch["label"].tolist(),
-        }
-        _append_line(self.path, line)
+    def fields(self, outputs: Any, batch: Any) -> dict[str, Any] | None:
+        return {"labels": batch["label"].tolist()}
+
+
+def at_step(name: str, step: int) -> list[str]:
+    """``train.py`` overrides adding the fault injector ``name`` (a class here) at ``step``."""
+    return [f"+callbacks.inject._target_=tests.e2e.inject.{name}", f"+callbacks.inject.step={step}"]
 
 
 #: the file :class:`RecordReturn` writes into each job's output folder

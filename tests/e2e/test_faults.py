@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import ROOT, TINY
+from tests.e2e.inject import at_step
 
 pytestmark = pytest.mark.slow
 
@@ -14,13 +15,9 @@ ENV = {"PYTHONPATH": str(ROOT)}
 SMALL = (*TINY, "trainer.limit_train_batches=4", "logger=none")
 
 
-def inject(name, step):
-    return [f"+callbacks.inject._target_=tests.e2e.inject.{name}", f"+callbacks.inject.step={step}"]
-
-
 def test_nan_loss_stops_naming_step_and_batch_and_keeps_the_last_good_checkpoint(run_train):
     every_step = "callbacks.model_checkpoint.every_n_train_steps=1"
-    run = run_train(*SMALL, "trainer.max_epochs=2", every_step, *inject("NanAt", 6), env=ENV)
+    run = run_train(*SMALL, "trainer.max_epochs=2", every_step, *at_step("NanAt", 6), env=ENV)
     assert run.proc.returncode == 1
     assert "non-finite training loss (nan" in run.proc.stderr
     assert "global step 6, epoch 1, batch 2 of the epoch" in run.proc.stderr
@@ -33,7 +30,7 @@ def test_nan_loss_stops_naming_step_and_batch_and_keeps_the_last_good_checkpoint
 
 
 def test_nan_loss_skip_drops_that_update_and_counts_it(run_train):
-    run = run_train(*SMALL, "callbacks.nonfinite_loss.action=skip", *inject("NanAt", 1), env=ENV)
+    run = run_train(*SMALL, "callbacks.nonfinite_loss.action=skip", *at_step("NanAt", 1), env=ENV)
     metrics = run.check().metrics
     assert metrics["train/nonfinite_skipped"] == 1
     assert metrics["global_step"] == 4 and math.isfinite(metrics["val/loss"])
@@ -44,7 +41,7 @@ def test_nan_loss_skip_drops_that_update_and_counts_it(run_train):
 
 
 def test_out_of_memory_suggests_a_batch_size(run_train):
-    run = run_train(*SMALL, "data.batch_size=64", *inject("OomAt", 1), env=ENV)
+    run = run_train(*SMALL, "data.batch_size=64", *at_step("OomAt", 1), env=ENV)
     assert run.proc.returncode == 1
     assert "out of memory with data.batch_size=64 per process" in run.proc.stderr
     assert "Try: data.batch_size=32" in run.proc.stderr

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, TrainRun, run_in_process
+from tests.e2e.inject import at_step
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +50,6 @@ def train(cwd, run_dir, *overrides, here=False):
     return TrainRun(proc, run_dir)
 
 
-def inject(name, step):
-    return [f"+callbacks.inject._target_=tests.e2e.inject.{name}", f"+callbacks.inject.step={step}"]
-
-
 def record_losses(path):
     """Overrides that append every training step's loss to ``path`` (``RecordLosses``)."""
     return [
@@ -84,7 +81,7 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_matches_an_uninterrupted_run(tmp_
     ).check()
     killed_dir = logs / "classification" / "runs" / "killed"
     # killed before step 7: epoch 1, batch 2 (mid-epoch)
-    killed = train(tmp_path, killed_dir, *inject("KillAt", 6), *record_losses(losses))
+    killed = train(tmp_path, killed_dir, *at_step("KillAt", 6), *record_losses(losses))
     assert killed.proc.returncode == -signal.SIGKILL
     assert not (killed_dir / "metrics.json").exists()
     last = killed_dir / "checkpoints" / "last.ckpt"
@@ -115,7 +112,7 @@ def test_siamese_pk_batches_resume_mid_epoch_like_an_uninterrupted_run(tmp_path)
     )
     reference.check()
     killed_dir = tmp_path / "killed"
-    killed = train(tmp_path, killed_dir, *siamese, *inject("KillAt", 6), *record_losses(losses))
+    killed = train(tmp_path, killed_dir, *siamese, *at_step("KillAt", 6), *record_losses(losses))
     assert killed.proc.returncode == -signal.SIGKILL
     resumed = train(tmp_path, killed_dir, *siamese, "ckpt_path=last", *record_losses(losses))
     resumed.check()
@@ -136,7 +133,7 @@ def test_ckpt_path_last_with_nothing_to_resume_says_where_it_looked(tmp_path):
 def test_sigterm_saves_a_resumable_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     every_epoch = "callbacks.model_checkpoint.every_n_train_steps=null"
-    stopped = train(tmp_path, run_dir, every_epoch, *inject("SigtermAt", 2))
+    stopped = train(tmp_path, run_dir, every_epoch, *at_step("SigtermAt", 2))
     assert stopped.proc.returncode == 143, stopped.output[-3000:]
     assert "stopped by SIGTERM" in stopped.output
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -149,7 +146,7 @@ def test_sigterm_saves_a_resumable_checkpoint(tmp_path):
 def test_sigkill_before_the_first_validation_resumes_from_the_last_step_saved(tmp_path):
     run_dir, losses = tmp_path / "killed", tmp_path / "killed.jsonl"
     # killed before step 3: epoch 0, batch 2, before any validation has scored the weights
-    killed = train(tmp_path, run_dir, *inject("KillAt", 2), *record_losses(losses))
+    killed = train(tmp_path, run_dir, *at_step("KillAt", 2), *record_losses(losses))
     assert killed.proc.returncode == -signal.SIGKILL
     saved = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     assert [p.name for p in saved] == ["last.ckpt"]  # no score yet: no best.ckpt

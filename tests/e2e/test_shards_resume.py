@@ -5,16 +5,14 @@ Every training image is a class of its own, so the labels a step trained on name
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT, TrainRun, cvtasks_in_process, run_in_process
+from tests.conftest import ROOT, cvtasks_in_process
+from tests.e2e.inject import at_step
 
 pytestmark = pytest.mark.slow
 
@@ -68,31 +66,6 @@ def run_args(shards, labels, num_workers, epochs, *overrides):
     ]
 
 
-def inject(name, step):
-    return [f"+callbacks.inject._target_=tests.e2e.inject.{name}", f"+callbacks.inject.step={step}"]
-
-
-def train_process(cwd, run_dir, args):
-    """``python train.py``: a run that is signalled gets a process of its own."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    return TrainRun(proc, run_dir)
-
-
-def train_here(cwd, run_dir, args):
-    """``train.py``'s entry point in this process (no import time)."""
-    from cvtasks.cli.train import main
-
-    argv = ["train.py", *args, f"hydra.run.dir={run_dir}"]
-    return TrainRun(run_in_process(main, argv, cwd), run_dir)
-
-
 def recorded(path):
     """``[(step, epoch, labels), ...]`` in the order the steps ran."""
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -124,34 +97,36 @@ def assert_each_sample_once_per_epoch(steps, epochs, stopped_after):
     assert not before & after and len(before | after) == SAMPLES
 
 
-def test_sigterm_mid_epoch_then_ckpt_path_last_trains_the_rest_of_the_epoch_once(shards, tmp_path):
+def test_sigterm_mid_epoch_then_ckpt_path_last_trains_the_rest_of_the_epoch_once(
+    shards, tmp_path, run_train
+):
     labels, run_dir = tmp_path / "labels.jsonl", tmp_path / "run"
     # the signal at step 1 stops the run after step 2: 8 samples, inside the third chunk
-    args = run_args(shards, labels, 0, 2, *inject("SigtermAt", 1))
-    stopped = train_process(tmp_path, run_dir, args)
+    args = run_args(shards, labels, 0, 2, *at_step("SigtermAt", 1))
+    stopped = run_train(*args, env={"PYTHONPATH": str(ROOT)})  # signalled: a process of its own
     assert stopped.proc.returncode == 143, stopped.output[-3000:]
     assert stopped_checkpoint(run_dir, 2) == 2 * BATCH
     assert [s[0] for s in recorded(labels)] == [1, 2]
 
-    resumed = train_here(tmp_path, run_dir, run_args(shards, labels, 0, 2, "ckpt_path=last"))
+    resumed = run_train(*run_args(shards, labels, 0, 2, "ckpt_path=last"))
     assert resumed.check().metrics["global_step"] == 2 * len(EPOCH)
     assert_each_sample_once_per_epoch(recorded(labels), epochs=2, stopped_after=2)
 
 
-def test_a_failure_mid_epoch_with_a_loader_worker_resumes_without_replaying(shards, tmp_path):
+def test_a_failure_mid_epoch_with_a_loader_worker_resumes_without_replaying(
+    shards, tmp_path, run_train
+):
     labels, run_dir = tmp_path / "labels.jsonl", tmp_path / "run"
-    # last.ckpt after every step; Lightning writes those only once a validation has given the
-    # monitored value, so the failure comes in the second epoch: before step 9, its third batch
+    # last.ckpt after every step; the failure comes in the second epoch, after a validation:
+    # before step 9, its third batch
     every_step = "callbacks.model_checkpoint.every_n_train_steps=1"
-    args = run_args(shards, labels, 1, 3, every_step, *inject("OomAt", 8))
-    failed = train_here(tmp_path, run_dir, args)
+    args = run_args(shards, labels, 1, 3, every_step, *at_step("OomAt", 8))
+    failed = run_train(*args)
     assert failed.proc.returncode != 0 and "out of memory" in failed.output
     # the worker reads batches ahead of the steps; the checkpoint counts the trained ones only
     assert stopped_checkpoint(run_dir, 8) == 2 * BATCH
     assert [s[0] for s in recorded(labels)] == list(range(1, 9))
 
-    resumed = train_here(
-        tmp_path, run_dir, run_args(shards, labels, 1, 3, every_step, "ckpt_path=last")
-    )
+    resumed = run_train(*run_args(shards, labels, 1, 3, every_step, "ckpt_path=last"))
     assert resumed.check().metrics["global_step"] == 3 * len(EPOCH)
     assert_each_sample_once_per_epoch(recorded(labels), epochs=3, stopped_after=8)
