@@ -15,14 +15,12 @@ from typing import Any, Protocol
 
 import albumentations as A
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from cvtasks.data.datamodule import ON_BAD_IMAGE, VisionDataModule, check_choice
 from cvtasks.data.image_folder import stratified_split
 from cvtasks.data.images import BadImageError, orientation_note, read_image
 from cvtasks.data.scan import refuse_shared_files
-from cvtasks.data.transforms import build_pipeline
 
 
 class AnnotatedSample(Protocol):
@@ -118,6 +116,7 @@ class AnnotatedDataModule(VisionDataModule):
         augment: Sequence[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
+        self.bbox_params = bbox_params  # read by compose_kwargs, in the base's __init__
         super().__init__(augment=augment, **kwargs)
         for key, value in (
             ("data.val_fraction", val_fraction),
@@ -128,20 +127,11 @@ class AnnotatedDataModule(VisionDataModule):
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
-        # The base built box-less pipelines; rebuild them with box handling, seeded the same way.
-        self.train_transform = build_pipeline(
-            augment,
-            self.image_size,
-            self.mean,
-            self.std,
-            train=True,
-            seed=torch.initial_seed() % 2**32,
-            bbox_params=bbox_params,
-        )
-        self.eval_transform = build_pipeline(
-            augment, self.image_size, self.mean, self.std, train=False, bbox_params=bbox_params
-        )
         self._splits: dict[str, list[Any]] | None = None
+
+    def compose_kwargs(self) -> dict[str, Any]:
+        """Both pipelines move the boxes with the image."""
+        return {"bbox_params": self.bbox_params}
 
     @abstractmethod
     def read_splits(self) -> tuple[list[str], dict[str, list[Any]]]:

@@ -39,7 +39,6 @@ from cvtasks.data.keypoint_dataset import (
     resolve_pairs,
 )
 from cvtasks.data.scan import refuse_shared_files
-from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
@@ -245,13 +244,12 @@ class CocoKeypointsDataModule(VisionDataModule):
         self.box_padding = float(box_padding)
         self.fractions = {"val": float(val_fraction), "test": float(test_fraction)}
         self.split_seed = split_seed
-        kw = keypoint_compose_kwargs()
-        size, mean, std = self.image_size, self.mean, self.std
-        seed = torch.initial_seed() % 2**32
-        self.train_transform = build_pipeline(augment, size, mean, std, True, seed=seed, **kw)
-        self.eval_transform = build_pipeline(augment, size, mean, std, False, **kw)
         self._files: dict[str, CocoKeypoints] | None = None
         self._splits: dict[str, list[KeypointSample]] | None = None
+
+    def compose_kwargs(self) -> dict[str, Any]:
+        """Both pipelines move the points with the image (:class:`KeypointTransform`)."""
+        return keypoint_compose_kwargs()
 
     def prepare_root(self) -> None:
         """Make ``root`` exist before it is read; a no-op here, built-in datasets write it."""

@@ -162,6 +162,7 @@ class VisionDataModule(pl.LightningDataModule):
         # runs repeat; DataLoader workers reseed their copy in `seed_worker`.
         self.crop_pct = crop_pct
         self.interpolation = interpolation
+        compose = self.compose_kwargs()
         self.train_transform = build_pipeline(
             augment,
             image_size,
@@ -170,6 +171,7 @@ class VisionDataModule(pl.LightningDataModule):
             train=True,
             interpolation=interpolation,
             seed=torch.initial_seed() % 2**32,
+            **compose,
         )
         self.eval_transform = build_pipeline(
             augment,
@@ -179,12 +181,18 @@ class VisionDataModule(pl.LightningDataModule):
             train=False,
             crop_pct=crop_pct,
             interpolation=interpolation,
+            **compose,
         )
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self.predict_dataset: Dataset | None = None
         self._class_names: list[str] | None = None
+
+    def compose_kwargs(self) -> dict[str, Any]:
+        """``A.Compose`` keywords of both pipelines: how boxes or points move with the image
+        (``bbox_params``, ``keypoint_params``); none here. Called by ``__init__``."""
+        return {}
 
     # -- classes ----------------------------------------------------------------------------
     @property

@@ -16,12 +16,21 @@ import torch
 from cvtasks.data.datamodule import VisionDataModule, check_choice
 from cvtasks.data.mask_dataset import ImageMaskDataset, Pair
 from cvtasks.data.masks import LOSSY_MASKS
-from cvtasks.data.transforms import build_pipeline
 from cvtasks.ops.masks import IGNORE_INDEX
 
-__all__ = ["MAX_CLASSES", "SegmentationDataModule", "empty_mask_targets"]
+__all__ = [
+    "MAX_CLASSES",
+    "SegmentationDataModule",
+    "empty_mask_targets",
+    "mask_compose_kwargs",
+]
 
 MAX_CLASSES = IGNORE_INDEX  # indices 0..254; 255 is the ignore index
+
+
+def mask_compose_kwargs() -> dict[str, Any]:
+    """``A.Compose`` keywords of mask pipelines: nearest-neighbour masks (class indices)."""
+    return {"mask_interpolation": cv2.INTER_NEAREST}
 
 
 def empty_mask_targets(height: int, width: int) -> dict[str, Any]:
@@ -54,14 +63,11 @@ class SegmentationDataModule(VisionDataModule, metaclass=ABCMeta):
         super().__init__(**kwargs)
         check_choice("data.lossy_masks", lossy_masks, LOSSY_MASKS)
         self.lossy_masks = lossy_masks
-        augment = kwargs.get("augment")
-        size, mean, std = self.image_size, self.mean, self.std
-        nearest = {"mask_interpolation": cv2.INTER_NEAREST}
-        self.train_transform = build_pipeline(
-            augment, size, mean, std, train=True, seed=torch.initial_seed() % 2**32, **nearest
-        )
-        self.eval_transform = build_pipeline(augment, size, mean, std, train=False, **nearest)
         self._splits: dict[str, list[Pair]] | None = None
+
+    def compose_kwargs(self) -> dict[str, Any]:
+        """Both pipelines resize and warp masks by nearest neighbour (class indices)."""
+        return mask_compose_kwargs()
 
     @abstractmethod
     def scan(self) -> tuple[list[str], dict[str, list[Pair]]]:

@@ -41,7 +41,6 @@ from cvtasks.data.datamodule import VisionDataModule
 from cvtasks.data.identity_folders import identity_batch_loader
 from cvtasks.data.resumable import global_seed
 from cvtasks.data.shard_codecs import BY_NAME, ShardCodec, Stored
-from cvtasks.data.transforms import build_pipeline
 from cvtasks.registry import DATASETS
 
 INDEX = "cvtasks_shards.json"
@@ -177,11 +176,8 @@ class ShardsDataModule(VisionDataModule):
         self.root = os.fspath(root) if is_remote(str(root)) else os.fspath(Path(root).expanduser())
         self.cache_dir = cache_dir
         self.meta = read_index(self.root, index, cache_dir)  # first: it explains a wrong root
-        super().__init__(**kwargs)
         self.codec: ShardCodec = BY_NAME[self.meta["codec"]]
-        compose = self.codec.compose_kwargs(self.meta["arguments"])
-        if compose:  # the reader's pipelines move boxes or points with the image
-            self._rebuild_pipelines(kwargs.get("augment"), compose)
+        super().__init__(**kwargs)
         self.sampler_seed = torch.initial_seed() % 2**32  # set by the run's `seed`
         self.batching = self.meta["arguments"].get("batching", {})
         self.target_kind = self.codec.target_kind
@@ -190,16 +186,9 @@ class ShardsDataModule(VisionDataModule):
         for key, value in self.meta.get("task_keys", {}).items():
             setattr(self, key, value)
 
-    def _rebuild_pipelines(self, augment: Any, compose: dict[str, Any]) -> None:
-        """The base's pipelines again, with the reader's box or point handling."""
-        size, mean, std, how = self.image_size, self.mean, self.std, self.interpolation
-        seed = torch.initial_seed() % 2**32
-        self.train_transform = build_pipeline(
-            augment, size, mean, std, True, interpolation=how, seed=seed, **compose
-        )
-        self.eval_transform = build_pipeline(
-            augment, size, mean, std, False, crop_pct=self.crop_pct, interpolation=how, **compose
-        )
+    def compose_kwargs(self) -> dict[str, Any]:
+        """The reader's pipelines: boxes or points moved with the image, as written."""
+        return self.codec.compose_kwargs(self.meta["arguments"])
 
     def discover_class_names(self) -> list[str]:
         """From the index."""

@@ -13,7 +13,7 @@ from cvtasks.data.image_folder import ImageFolderDataset
 from cvtasks.data.images import decode_image, decode_indices
 from cvtasks.data.mask_dataset import ImageMaskDataset
 from cvtasks.data.multilabel import MultilabelDataset, empty_label_sets
-from cvtasks.data.segmentation_datamodule import empty_mask_targets
+from cvtasks.data.segmentation_datamodule import empty_mask_targets, mask_compose_kwargs
 from cvtasks.data.shard_codecs.base import ShardCodec, Stored, image_loader
 
 
@@ -89,6 +89,9 @@ class MaskCodec(ShardCodec):
 
     def arguments(self, dataset: ImageMaskDataset) -> dict[str, Any]:
         return {"num_classes": dataset.num_classes}
+
+    def compose_kwargs(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        return mask_compose_kwargs()
 
     def view(self, arguments, transform, on_bad, split):
         view = ImageMaskDataset([], transform, int(arguments["num_classes"]), on_bad)
